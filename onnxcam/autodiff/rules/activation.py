@@ -1,0 +1,166 @@
+"""Unary elementwise ops: dX = dY · f'(X), with f' in the form torch.autograd uses (same kink conventions)."""
+
+from __future__ import annotations
+
+import math
+
+from . import rule
+
+
+def _mask(b, cond, g, x):
+    return b.op("Where", cond, g, b.const(0, like=x))
+
+
+@rule("Relu")
+def relu(b, n, dy):
+    x = n.inputs[0]
+    return [_mask(b, b.op("Greater", x, b.const(0, like=x)), dy[0], x)]
+
+
+@rule("LeakyRelu")
+def leaky_relu(b, n, dy):
+    x, g = n.inputs[0], dy[0]
+    slope = b.op("Mul", g, b.const(n.attrs.get("alpha", 0.01), like=x))
+    return [b.op("Where", b.op("Greater", x, b.const(0, like=x)), g, slope)]
+
+
+@rule("PRelu")
+def prelu(b, n, dy):
+    x, slope = n.inputs
+    g, y = dy[0], n.outputs[0]
+    positive = b.op("Greater", x, b.const(0, like=x))
+    dx = b.op("Where", positive, g, b.op("Mul", g, slope))
+    dslope = b.unbroadcast(b.op("Where", positive, b.const(0, like=x), b.op("Mul", g, x)), slope, y) if n.needs[1] else None
+    return [dx, dslope]
+
+
+@rule("Clip")
+def clip(b, n, dy):
+    """Strict mask min < x < max, as torch's clamp/hardtanh backward."""
+    x, lo, hi = n.input(0), n.input(1), n.input(2)
+    lo = lo or (b.const(n.attrs["min"], like=x) if "min" in n.attrs else None)
+    hi = hi or (b.const(n.attrs["max"], like=x) if "max" in n.attrs else None)
+    conds = [b.op("Greater", x, lo)] if lo else []
+    conds += [b.op("Less", x, hi)] if hi else []
+    if not conds:
+        return [dy[0]]
+    cond = conds[0] if len(conds) == 1 else b.op("And", *conds)
+    return [_mask(b, cond, dy[0], x)]
+
+
+@rule("Sigmoid")
+def sigmoid(b, n, dy):
+    y = n.outputs[0]
+    return [b.op("Mul", dy[0], b.op("Mul", y, b.op("Sub", b.const(1, like=y), y)))]
+
+
+@rule("HardSigmoid")
+def hard_sigmoid(b, n, dy):
+    x = n.inputs[0]
+    alpha, beta = n.attrs.get("alpha", 0.2), n.attrs.get("beta", 0.5)
+    z = b.op("Add", b.op("Mul", x, b.const(alpha, like=x)), b.const(beta, like=x))
+    inside = b.op("And", b.op("Greater", z, b.const(0, like=x)), b.op("Less", z, b.const(1, like=x)))
+    return [_mask(b, inside, b.op("Mul", dy[0], b.const(alpha, like=x)), x)]
+
+
+@rule("HardSwish")
+def hard_swish(b, n, dy):
+    """torch: 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above."""
+    x, g = n.inputs[0], dy[0]
+    middle = b.op("Add", b.op("Div", x, b.const(3, like=x)), b.const(0.5, like=x))
+    slope = b.op("Where", b.op("Greater", x, b.const(3, like=x)), b.const(1, like=x), middle)
+    slope = b.op("Where", b.op("Less", x, b.const(-3, like=x)), b.const(0, like=x), slope)
+    return [b.op("Mul", g, slope)]
+
+
+@rule("Tanh")
+def tanh(b, n, dy):
+    y = n.outputs[0]
+    return [b.op("Mul", dy[0], b.op("Sub", b.const(1, like=y), b.op("Mul", y, y)))]
+
+
+@rule("Erf")
+def erf(b, n, dy):
+    x = n.inputs[0]
+    gauss = b.op("Exp", b.op("Neg", b.op("Mul", x, x)))
+    return [b.op("Mul", dy[0], b.op("Mul", gauss, b.const(2 / math.sqrt(math.pi), like=x)))]
+
+
+@rule("Gelu")
+def gelu(b, n, dy):
+    x = n.inputs[0]
+    if n.attrs.get("approximate", "none") == "tanh":
+        # y = x/2 (1 + tanh(u)), u = c (x + 0.044715 x^3)
+        c = math.sqrt(2 / math.pi)
+        x2 = b.op("Mul", x, x)
+        u = b.op("Mul", b.const(c, like=x), b.op("Add", x, b.op("Mul", b.const(0.044715, like=x), b.op("Mul", x2, x))))
+        t = b.op("Tanh", u)
+        du = b.op("Mul", b.const(c, like=x), b.op("Add", b.const(1, like=x), b.op("Mul", b.const(3 * 0.044715, like=x), x2)))
+        sech2 = b.op("Sub", b.const(1, like=x), b.op("Mul", t, t))
+        first = b.op("Mul", b.const(0.5, like=x), b.op("Add", b.const(1, like=x), t))
+        slope = b.op("Add", first, b.op("Mul", b.op("Mul", b.const(0.5, like=x), x), b.op("Mul", sech2, du)))
+    else:
+        cdf = b.op("Mul", b.const(0.5, like=x), b.op("Add", b.const(1, like=x), b.op("Erf", b.op("Mul", x, b.const(1 / math.sqrt(2), like=x)))))
+        pdf = b.op("Mul", b.const(1 / math.sqrt(2 * math.pi), like=x), b.op("Exp", b.op("Mul", b.const(-0.5, like=x), b.op("Mul", x, x))))
+        slope = b.op("Add", cdf, b.op("Mul", x, pdf))
+    return [b.op("Mul", dy[0], slope)]
+
+
+@rule("Softplus")
+def softplus(b, n, dy):
+    return [b.op("Mul", dy[0], b.op("Sigmoid", n.inputs[0]))]
+
+
+@rule("Exp")
+def exp(b, n, dy):
+    return [b.op("Mul", dy[0], n.outputs[0])]
+
+
+@rule("Log")
+def log(b, n, dy):
+    return [b.op("Div", dy[0], n.inputs[0])]
+
+
+@rule("Sqrt")
+def sqrt(b, n, dy):
+    y = n.outputs[0]
+    return [b.op("Div", dy[0], b.op("Mul", y, b.const(2, like=y)))]
+
+
+@rule("Neg")
+def neg(b, n, dy):
+    return [b.op("Neg", dy[0])]
+
+
+@rule("Abs")
+def abs_(b, n, dy):
+    return [b.op("Mul", dy[0], b.op("Sign", n.inputs[0]))]
+
+
+@rule("Reciprocal")
+def reciprocal(b, n, dy):
+    y = n.outputs[0]
+    return [b.op("Neg", b.op("Mul", dy[0], b.op("Mul", y, y)))]
+
+
+@rule("Softmax")
+def softmax(b, n, dy):
+    y, g, axis = n.outputs[0], dy[0], n.attrs.get("axis", -1)
+    inner = b.reduce("ReduceSum", b.op("Mul", g, y), [axis])
+    return [b.op("Mul", y, b.op("Sub", g, inner))]
+
+
+@rule("LogSoftmax")
+def log_softmax(b, n, dy):
+    y, g, axis = n.outputs[0], dy[0], n.attrs.get("axis", -1)
+    return [b.op("Sub", g, b.op("Mul", b.op("Exp", y), b.reduce("ReduceSum", g, [axis])))]
+
+
+@rule("Identity", "Dropout")
+def identity(b, n, dy):
+    return [dy[0]]
+
+
+@rule("Cast")
+def cast(b, n, dy):
+    return [b.op("Cast", dy[0], to=b.types[n.inputs[0]])]

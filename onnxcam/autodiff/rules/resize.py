@@ -1,0 +1,1 @@
+"""Resize: separable, through interpolation matrices probed from the node itself."""

@@ -1,0 +1,91 @@
+"""Data-movement ops. Most are differentiated by one trick: run the op on a grid of flat indices of X,
+which says where every output element came from, then scatter-add dY back to those positions."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import numpy_helper
+
+from . import rule
+
+
+def scatter_back(b, n, g, dump: bool = False) -> str:
+    """dX for an op that only moves or copies elements of its first input (Gather, Slice, Pad, Tile...).
+
+    With `dump`, the op's fill value (Pad's constant) becomes index `size`: a slot dropped at the end."""
+    x = n.inputs[0]
+    size = b.op("Size", x)
+    static = b.static_shape(x)
+    if static is not None:
+        grid = b.op("Reshape", b.ints(np.arange(int(np.prod(static)))), b.ints(static))
+    else:
+        flat = b.op("Range", b.const(0, dtype=np.int64), size, b.const(1, dtype=np.int64))
+        grid = b.op("Reshape", flat, b.op("Shape", x))
+    inputs = [grid, *n.inputs[1:]]
+    if dump:
+        inputs += [None] * (3 - len(inputs))
+        inputs[2] = size
+    source = b.op(n.op, *inputs, **n.attrs)
+    length = b.op("Add", size, b.const(1, dtype=np.int64)) if dump else size
+    zero = numpy_helper.from_array(np.zeros(1, b.dtype(x)))
+    zeros = b.op("ConstantOfShape", b.op("Reshape", length, b.ints([1])), value=zero)
+    flat_src, flat_g = b.op("Reshape", source, b.ints([-1])), b.op("Reshape", g, b.ints([-1]))
+    summed = b.op("ScatterElements", zeros, flat_src, flat_g, axis=0, reduction="add")
+    if dump:
+        summed = b.op("Slice", summed, b.ints([0]), b.op("Reshape", size, b.ints([1])))
+    return b.reshape_like(summed, x)
+
+
+@rule("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def reshape(b, n, dy):
+    return [b.reshape_like(dy[0], n.inputs[0])]
+
+
+@rule("Transpose")
+def transpose(b, n, dy):
+    perm = n.attrs.get("perm") or list(range(b.rank(n.inputs[0])))[::-1]
+    return [b.op("Transpose", dy[0], perm=[int(i) for i in np.argsort(perm)])]
+
+
+@rule("Expand")
+def expand(b, n, dy):
+    return [b.unbroadcast(dy[0], n.inputs[0], n.outputs[0])]
+
+
+@rule("Concat")
+def concat(b, n, dy):
+    axis = n.attrs["axis"]
+    sizes = [b.op("Slice", b.op("Shape", x), b.ints([axis]), b.ints([axis + 1 if axis != -1 else 2**62])) for x in n.inputs]
+    static = [b.shape(x)[axis] if b.shape(x) is not None else None for x in n.inputs]
+    split = b.ints(static) if all(isinstance(s, int) for s in static) else b.op("Concat", *sizes, axis=0)
+    parts = b.op("Split", dy[0], split, axis=axis, outputs=len(n.inputs))
+    return parts if len(n.inputs) > 1 else [parts]
+
+
+@rule("Split")
+def split(b, n, dy):
+    axis = n.attrs.get("axis", 0)
+    parts = [g if g is not None else b.zeros_like(o) for g, o in zip(dy, n.outputs)]
+    return [b.op("Concat", *parts, axis=axis)]
+
+
+@rule("Slice", "Gather", "GatherElements", "Tile", "DepthToSpace", "SpaceToDepth")
+def moved(b, n, dy):
+    return [scatter_back(b, n, dy[0])]
+
+
+@rule("Pad")
+def pad(b, n, dy):
+    """Padding positions point at a dump slot (index = size); reflect/edge positions at their source."""
+    if n.attrs.get("mode", "constant") == "constant":
+        return [scatter_back(b, n, dy[0], dump=True)]
+    return [scatter_back(b, n, dy[0])]
+
+
+@rule("ScatterND")
+def scatter_nd(b, n, dy):
+    data, indices, updates = n.inputs
+    g = dy[0]
+    ddata = b.op("ScatterND", g, indices, b.zeros_like(updates)) if n.needs[0] else None
+    dupdates = b.op("GatherND", g, indices) if n.needs[2] else None
+    return [ddata, None, dupdates]

@@ -1,0 +1,91 @@
+"""ONNX Runtime sessions: every session in onnxcam is made here, on providers that really work."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import warnings
+
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from .errors import OnnxcamError
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence ORT's C++ error spam while probing providers whose libraries may be absent."""
+    fd = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _probe_model() -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@functools.cache
+def provider_works(provider: str) -> bool:
+    """True when a session on `provider` really loads (its shared libraries are present)."""
+    if provider == "CPUExecutionProvider":
+        return True
+    if provider not in ort.get_available_providers():
+        return False
+    with _lock, _quiet_stderr():
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            session = ort.InferenceSession(_probe_model(), options, providers=[provider])
+        except Exception:
+            return False
+        return provider in session.get_providers()
+
+
+def working_providers() -> list[str]:
+    return [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider") if provider_works(p)]
+
+
+def providers_for(device: str) -> list[str]:
+    """Providers to request: `auto` takes CUDA when it works (TensorRT only when asked)."""
+    if device not in DEVICES:
+        raise OnnxcamError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if provider_works(p)]
+    wanted = _PROVIDER[device]
+    if not provider_works(wanted):
+        raise OnnxcamError(f"device {device!r} is not usable here ({wanted} does not load); use --device cpu or auto")
+    chain = {"tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
+    return [*chain.get(device, []), "CPUExecutionProvider"]
+
+
+def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(data, options, providers=providers_for(device))
+    except OnnxcamError:
+        raise
+    except Exception as e:
+        raise OnnxcamError(f"ONNX Runtime cannot load the model: {str(e).splitlines()[0][:300]}") from None
