@@ -171,8 +171,11 @@ def _dims(tt) -> tuple[Dim, ...]:
 def gradient_model(model, wrt: list[str] | str, output: str | None = None) -> onnx.ModelProto:
     """The model plus input `grad_seed` and outputs grad_name(n) = ∂ sum(grad_seed·output)/∂n for n in wrt."""
     proto, name = read_model(model)
-    wrt = [wrt] if isinstance(wrt, str) else list(wrt)
-    output = output or find_score_output(proto, name)[0]
+    return build_gradients(proto, [wrt] if isinstance(wrt, str) else list(wrt), output or find_score_output(proto, name)[0])
+
+
+def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str) -> onnx.ModelProto:
+    """gradient_model for a graph already normalized by onnxcam.model (shapes inferred, constants folded)."""
     b = Builder(proto)
     for name in [*wrt, output]:
         if name not in b.types:

@@ -1,0 +1,153 @@
+"""Run explainer graphs in ONNX Runtime: cached sessions, rows streamed in chunks of `batch_size`."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from .errors import OnnxcamError
+from .layers import Layer, resolve_layer
+from .model import Model, load_model
+from .runtime import make_session
+from .surgery import LOGITS, TARGET, explainer_graph
+
+DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
+
+
+@dataclass
+class Explanation:
+    """The result of one explain() call; `cam` for layer methods, `attribution` for input-level ones."""
+
+    method: str
+    heatmap: np.ndarray  # (N, H, W) float32 in [0, 1] at input resolution
+    logits: np.ndarray  # (N, classes) at the explained input
+    target: np.ndarray  # (N,) explained class per image
+    layer: str | None = None
+    cam: np.ndarray | None = None  # (N, h, w) raw map at layer resolution
+    attribution: np.ndarray | None = None  # (N, C, H, W)
+    completeness_gap: np.ndarray | None = None  # (N,) Σ attribution − (score(x) − score(x'))
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class Pass:
+    """One chunk of rows from a graph run: row indices plus the named outputs."""
+
+    rows: np.ndarray
+    feed: np.ndarray
+    logits: np.ndarray
+    outputs: dict[str, np.ndarray]
+
+
+class Graph:
+    """A session over one explainer graph; `static_batch` > 0 when the model's batch cannot vary."""
+
+    def __init__(self, proto: onnx.ModelProto, device: str, inputs: str):
+        self.session = make_session(proto, device)
+        self.input = inputs
+        dim = self.session.get_inputs()[0].shape[0]
+        self.static_batch = dim if isinstance(dim, int) else 0
+        self.names = [o.name for o in self.session.get_outputs()]
+
+    def stream(self, make_rows, n_rows: int, targets: np.ndarray, batch_size: int, outputs: list[str]) -> Iterator[Pass]:
+        """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily."""
+        step = self.static_batch or batch_size
+        for start in range(0, n_rows, step):
+            rows = np.arange(start, min(start + step, n_rows))
+            feed = np.ascontiguousarray(make_rows(rows), dtype=np.float32)
+            result = self.session.run([LOGITS, *outputs], {self.input: feed, TARGET: targets[rows].astype(np.int64)})
+            if not np.isfinite(result[0]).all():
+                raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
+            yield Pass(rows, feed, result[0], dict(zip(outputs, result[1:])))
+
+
+class Explainer:
+    """Explains one model; graphs and sessions are built on first use and shared by threads."""
+
+    def __init__(self, model, layer: str = "auto", device: str = "auto"):
+        self.model: Model = load_model(model)
+        self.device = device
+        self.layer: Layer = resolve_layer(self.model, layer)
+        self._graphs: dict[tuple, Graph] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def layers(self) -> list[str]:
+        from .layers import candidate_layers
+
+        return [x.name for x in candidate_layers(self.model)]
+
+    def graph(self, wrt: tuple[str, ...], score: str, expose: tuple[str, ...] = (), tail: str | None = None) -> Graph:
+        """The cached session for ∂score/∂wrt; `tail` cuts the network at that layer (activation-space paths)."""
+        key = (wrt, score, expose, tail)
+        with self._lock:
+            if key not in self._graphs:
+                model = self.model if tail is None else _tail_model(self.model, tail)
+                proto = explainer_graph(model, list(wrt), score, expose)
+                self._graphs[key] = Graph(proto, self.device, model.image_input)
+            return self._graphs[key]
+
+    def explain(self, x, method: str = "gradcam", target=None, layer: str | None = None, **options) -> Explanation:
+        from .methods import run_method
+
+        x = self.check_input(x)
+        chosen = self.layer if layer is None else resolve_layer(self.model, layer)
+        return run_method(self, method, x, self.targets(target, len(x)), chosen, **options)
+
+    def check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        expected = self.model.input_shape
+        if x.ndim == len(expected) - 1:
+            x = x[None]
+        wanted = ", ".join(str(d) for d in expected)
+        if x.ndim != len(expected) or any(isinstance(e, int) and e != a for e, a in zip(expected[1:], x.shape[1:])):
+            raise OnnxcamError(
+                f"input has shape {tuple(x.shape)} but the model expects ({wanted}) in {self.model.layout} layout; "
+                "resize the images and check the channel order"
+            )
+        if x.dtype.kind != "f":
+            raise OnnxcamError(f"input dtype is {x.dtype}; pass float32 images, already preprocessed")
+        if not np.isfinite(x).all():
+            raise OnnxcamError("input contains NaN or infinite values")
+        return x.astype(np.float32, copy=False)
+
+    def targets(self, target, n: int) -> np.ndarray:
+        """−1 (top-1) per image for None, one class for all, or one class per image."""
+        if target is None:
+            return np.full(n, -1, np.int64)
+        t = np.atleast_1d(np.asarray(target))
+        if t.dtype.kind not in "iu" or t.ndim != 1 or len(t) not in (1, n):
+            raise OnnxcamError(f"target must be None, an int or {n} ints (one per image); got {target!r}")
+        classes = self.num_classes
+        if (t < 0).any() or (classes and (t >= classes).any()):
+            raise OnnxcamError(f"target {t.tolist()} out of range: classes are 0..{classes - 1}")
+        return np.broadcast_to(t, (n,)).astype(np.int64)
+
+    @property
+    def num_classes(self) -> int | None:
+        for vi in [*self.model.proto.graph.value_info, *self.model.proto.graph.output]:
+            if vi.name == self.model.logits:
+                dim = vi.type.tensor_type.shape.dim[-1]
+                return dim.dim_value if dim.HasField("dim_value") else None
+        return None
+
+
+def _tail_model(model: Model, layer: str) -> Model:
+    """The part of the network after `layer`, with the layer as its input (for activation-space paths)."""
+    extracted = onnx.utils.Extractor(model.proto).extract_model([layer], [model.score_output])
+    foreign = [i.name for i in extracted.graph.input if i.name != layer]
+    if foreign:
+        raise OnnxcamError(
+            f"layer {layer!r} does not separate the network (the rest also reads {foreign[:3]}); "
+            "use path='input' or a layer every path to the output goes through"
+        )
+    extracted.ir_version = model.proto.ir_version
+    del extracted.opset_import[:]
+    extracted.opset_import.extend(model.proto.opset_import)
+    shape = tuple(d.dim_value or d.dim_param for d in extracted.graph.input[0].type.tensor_type.shape.dim)
+    return dataclasses.replace(model, proto=extracted, image_input=layer, input_shape=shape)

@@ -1,0 +1,101 @@
+"""Shared pieces: layer tensors as grids, pytorch-grad-cam's map post-processing, option checks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..autodiff import grad_name
+from ..engine import DEFAULT_BATCH, Explanation
+from ..errors import OnnxcamError
+from ..layers import Layer
+
+MAX_STEPS = 100_000
+
+
+def to_grid(t: np.ndarray, layer: Layer) -> np.ndarray:
+    """(N, K, h, w) view of a layer tensor: channels-last maps transposed, class tokens dropped."""
+    if layer.layout == "NCHW":
+        return t
+    if layer.layout == "NTD":
+        h, w = layer.grid
+        t = t[:, layer.class_tokens :, :].reshape(t.shape[0], h, w, t.shape[2])
+    return t.transpose(0, 3, 1, 2)
+
+
+def positive_int(name: str, value, high: int = MAX_STEPS) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+        raise OnnxcamError(f"{name} must be an integer in 1..{high}; got {value!r}")
+    return int(value)
+
+
+def batch_rows(batch_size) -> int:
+    return positive_int("batch_size", DEFAULT_BATCH if batch_size is None else batch_size, 4096)
+
+
+def baseline_like(baseline, x: np.ndarray) -> np.ndarray:
+    """A baseline broadcast to x (scalar or array, in the model's input space)."""
+    try:
+        b = np.broadcast_to(np.asarray(baseline, np.float32), x.shape)
+    except ValueError:
+        raise OnnxcamError(f"baseline of shape {np.shape(baseline)} does not broadcast to input {x.shape}") from None
+    if not np.isfinite(b).all():
+        raise OnnxcamError("baseline contains NaN or infinite values")
+    return b
+
+
+def normalize_maps(cam: np.ndarray) -> np.ndarray:
+    """Per image (cam − min) / (max − min + 1e-7), pytorch-grad-cam's scale_cam_image order."""
+    low = cam.min(axis=(1, 2), keepdims=True)
+    return (cam - low) / (1e-7 + (cam - low).max(axis=(1, 2), keepdims=True))
+
+
+def heatmaps(cam: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+    """Normalize then resize (OpenCV INTER_LINEAR) to the input's (H, W); a constant map is an error."""
+    flat = [i for i in range(len(cam)) if not np.isfinite(cam[i]).all() or np.ptp(cam[i]) == 0]
+    if flat:
+        raise OnnxcamError(
+            f"{method} map of image {flat[0]} is constant ({'not finite' if not np.isfinite(cam[flat[0]]).all() else 'no signal'}): "
+            "the gradients vanish at this layer for this class; try another layer, target or method"
+        )
+    scaled = normalize_maps(cam.astype(np.float32))
+    h, w = size
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in scaled]).astype(np.float32)
+
+
+def image_size(ex) -> tuple[int, int]:
+    h, w = ex.model.image_size
+    return h, w
+
+
+def cam_explanation(ex, method: str, layer: Layer, cam: np.ndarray, logits, targets, **extra) -> Explanation:
+    return Explanation(
+        method=method, heatmap=heatmaps(cam, image_size(ex), method), logits=logits, target=targets,
+        layer=layer.name, cam=cam.astype(np.float32), **extra,
+    )
+
+
+def layer_stream(ex, layer: Layer, score: str, make_rows, n_rows: int, targets, batch_size):
+    """Chunks of (rows, logits, A, ∂score/∂A) for inputs built lazily by make_rows(row indices)."""
+    graph = ex.graph((layer.name,), score, expose=(layer.name,))
+    names = [layer.name, grad_name(layer.name)]
+    for p in graph.stream(make_rows, n_rows, targets, batch_rows(batch_size), names):
+        yield p.rows, p.logits, p.outputs[names[0]], p.outputs[names[1]]
+
+
+def layer_pass(ex, x: np.ndarray, targets: np.ndarray, layer: Layer, score: str, batch_size=None, grid: bool = True):
+    """One forward + partial backward per image: logits, targets, A and ∂score/∂A (as grids by default)."""
+    chunks = list(layer_stream(ex, layer, score, lambda rows: x[rows], len(x), targets, batch_size))
+    logits, acts, grads = (np.concatenate([c[k] for c in chunks]) for k in (1, 2, 3))
+    chosen = np.where(targets < 0, logits.argmax(-1), targets)
+    if grid:
+        acts, grads = to_grid(acts, layer), to_grid(grads, layer)
+    return logits, chosen, acts, grads
+
+
+def score_of(logits: np.ndarray, target: int, score: str) -> float:
+    """The explained score from a row of logits: the logit, or its softmax probability."""
+    if score == "logit":
+        return float(logits[target])
+    z = np.exp(logits - logits.max())
+    return float(z[target] / z.sum())
