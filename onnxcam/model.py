@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
+from .batch import make_dynamic
 from .errors import ModelError
 
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
@@ -73,7 +74,12 @@ def read_model(source: str | os.PathLike | onnx.ModelProto | Model) -> tuple[onn
         proto, name, folder = _read(Path(source)), str(source), Path(source).resolve().parent
     _load_external(proto, folder, name)
     _check(proto, name)
-    return normalize(proto), name
+    proto = normalize(proto)
+    try:
+        image = _find_image_input(proto, name)[0]
+    except ModelError:
+        return proto, name  # not an image model: gradient_model still works on it
+    return make_dynamic(proto, image, _infer_shapes), name
 
 
 def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
