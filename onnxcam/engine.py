@@ -14,7 +14,7 @@ from .errors import OnnxcamError
 from .layers import Layer, resolve_layer
 from .model import Model, load_model
 from .runtime import make_session
-from .surgery import LOGITS, TARGET, explainer_graph
+from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
 
@@ -52,7 +52,7 @@ class Graph:
         self.input = inputs
         dim = self.session.get_inputs()[0].shape[0]
         self.static_batch = dim if isinstance(dim, int) else 0
-        self.names = [o.name for o in self.session.get_outputs()]
+        self.takes_target = TARGET in {i.name for i in self.session.get_inputs()}
 
     def stream(self, make_rows, n_rows: int, targets: np.ndarray, batch_size: int, outputs: list[str]) -> Iterator[Pass]:
         """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily."""
@@ -60,7 +60,8 @@ class Graph:
         for start in range(0, n_rows, step):
             rows = np.arange(start, min(start + step, n_rows))
             feed = np.ascontiguousarray(make_rows(rows), dtype=np.float32)
-            result = self.session.run([LOGITS, *outputs], {self.input: feed, TARGET: targets[rows].astype(np.int64)})
+            feeds = {self.input: feed, TARGET: targets[rows].astype(np.int64)} if self.takes_target else {self.input: feed}
+            result = self.session.run([LOGITS, *outputs], feeds)
             if not np.isfinite(result[0]).all():
                 raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
             yield Pass(rows, feed, result[0], dict(zip(outputs, result[1:])))
@@ -88,7 +89,7 @@ class Explainer:
         with self._lock:
             if key not in self._graphs:
                 model = self.model if tail is None else _tail_model(self.model, tail)
-                proto = explainer_graph(model, list(wrt), score, expose)
+                proto = explainer_graph(model, list(wrt), score, expose) if wrt else forward_graph(model, expose)
                 self._graphs[key] = Graph(proto, self.device, model.image_input)
             return self._graphs[key]
 

@@ -25,5 +25,5 @@ class UnsupportedOpError(OnnxcamError):
         why = f" ({detail})" if detail else ""
         super().__init__(
             f"no gradient rule for op {op_type!r} at node {node_name!r}{why}; "
-            "gradient-free methods (scorecam, ablationcam) still work on this model"
+            "the gradient-free method scorecam still works on this model"
         )

@@ -62,6 +62,17 @@ def explainer_graph(model: Model, wrt: list[str], score: str = "logit", expose: 
     return proto
 
 
+def forward_graph(model: Model, expose: tuple[str, ...]) -> onnx.ModelProto:
+    """No gradients: LOGITS and the exposed tensors (for gradient-free methods on any model)."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    proto.graph.node.append(helper.make_node("Identity", [model.logits], [LOGITS], name=LOGITS))
+    outputs = [_renamed(_value_info(proto, model.logits), LOGITS), *(_value_info(proto, n) for n in expose)]
+    del proto.graph.output[:]
+    proto.graph.output.extend(outputs)
+    return proto
+
+
 def _seed_from_target(proto: onnx.ModelProto, logits: str, out: str) -> None:
     """Replace the grad_seed input by one_hot(where(target < 0, argmax(logits), target), classes)."""
     seed_vi = next(i for i in proto.graph.input if i.name == GRAD_SEED)

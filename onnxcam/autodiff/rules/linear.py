@@ -62,11 +62,11 @@ def conv_transpose(b, n, dy):
         if not all(isinstance(v, int) for v in [*spatial, *out]):
             raise UnsupportedOpError(n.op, n.name, "output size unknown after shape inference")
         padding = list(n.attrs.get("output_padding", [0] * k))
+        upper = n.attrs.get("auto_pad") == "SAME_UPPER"  # ORT pads output_shape without auto_pad as SAME_LOWER
         for i in range(k):
-            total = strides[i] * (spatial[i] - 1) + padding[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i]
+            total = max(strides[i] * (spatial[i] - 1) + padding[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i], 0)
             small, large = total // 2, total - total // 2
-            lower = n.attrs.get("auto_pad") == "SAME_LOWER"
-            pads[i], pads[i + k] = (large, small) if lower else (small, large)
+            pads[i], pads[i + k] = (small, large) if upper else (large, small)
     dx = b.op(
         "Conv", dy[0], w, group=n.attrs.get("group", 1), strides=strides, dilations=dilations,
         kernel_shape=kernel, pads=pads,
@@ -115,3 +115,62 @@ def _batch_unbroadcast(b, d: str, x: str, y: str) -> str:
     if sx is not None and sy is not None and len(sx) == len(sy) and sx[:-2] == sy[:-2]:
         return d
     return b._unbroadcast_dynamic(d, x)
+
+
+def _einsum_terms(equation: str) -> tuple[list[str], str]:
+    """Operand and output subscripts, "..." written as "." (implicit output: ellipsis, then letters used once)."""
+    lhs, arrow, out = equation.replace(" ", "").replace("...", ".").partition("->")
+    terms = lhs.split(",")
+    if not arrow:
+        once = sorted(c for c in set(lhs) if c.isalpha() and lhs.count(c) == 1)
+        out = ("." if "." in lhs else "") + "".join(once)
+    return terms, out
+
+
+@rule("Einsum")
+def einsum(b, n, dy):
+    """dX_i = Einsum(dY, other operands -> subscripts of X_i); indices only X_i has are broadcast back by Expand."""
+    terms, out = _einsum_terms(n.attrs["equation"])
+    if any(len(set(t)) != len(t) for t in [*terms, out]):
+        raise UnsupportedOpError(n.op, n.name, f"repeated subscripts in {n.attrs['equation']!r}")
+    grads = []
+    for i, (x, term) in enumerate(zip(n.inputs, terms)):
+        if not n.needs[i]:
+            grads.append(None)
+            continue
+        others = [j for j in range(len(terms)) if j != i]
+        seen = set(out).union(*(terms[j] for j in others))
+        kept = "".join(c for c in term if c in seen)
+        summed = "." if "." in out and "." not in term else ""  # ORT wants "..." in the output: sum it after
+        equation = ",".join([out, *(terms[j] for j in others)]) + "->" + summed + kept
+        dx = b.op("Einsum", dy[0], *(n.inputs[j] for j in others), equation=equation.replace(".", "..."))
+        if summed:
+            dx = b.reduce("ReduceSum", dx, range(b.rank(n.outputs[0]) - len(out) + 1), keepdims=0)
+        if kept != term:
+            dx = b.op("Expand", b.op("Unsqueeze", dx, b.ints(_term_axes(b, x, term, set(term) - seen))), b.shape_of(x))
+        grads.append(_ellipsis_unbroadcast(b, dx, x, term, out, n.outputs[0]))
+    return grads
+
+
+def _term_axes(b, x: str, term: str, letters: set[str]) -> list[int]:
+    """Axes of X that the given subscripts label ("." stands for rank(X) - len(term) + 1 axes)."""
+    width = b.rank(x) - len(term) + 1 if "." in term else 1
+    axes, axis = [], 0
+    for c in term:
+        if c in letters:
+            axes.append(axis)
+        axis += width if c == "." else 1
+    return axes
+
+
+def _ellipsis_unbroadcast(b, dx: str, x: str, term: str, out: str, y: str) -> str:
+    """Sum dx over the ellipsis axes that X broadcast against the other operands."""
+    if "." not in term:
+        return dx
+    sx, sy = b.shape(x), b.shape(y)
+    if sx is not None and sy is not None:
+        width_x, width_y = len(sx) - len(term) + 1, len(sy) - len(out) + 1
+        start_x, start_y = term.index("."), out.index(".")
+        if sx[start_x:start_x + width_x] == sy[start_y:start_y + width_y] and None not in sx:
+            return dx
+    return b._unbroadcast_dynamic(dx, x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import UnsupportedOpError
 from . import rule
 
 
@@ -14,3 +15,73 @@ def batch_norm(b, n, dy):
     factor = b.op("Div", scale, b.op("Sqrt", b.op("Add", var, eps)))
     factor = b.op("Reshape", factor, b.ints([1, -1] + [1] * (rank - 2)))
     return [b.op("Mul", dy[0], factor)]
+
+
+def standardize(b, x: str, axes: list[int], eps: str) -> tuple[str, str]:
+    """x̂ = (X − mean)·r and r = 1/√(var + ε) over `axes` (keepdims), recomputed from X."""
+    centered = b.op("Sub", x, b.reduce("ReduceMean", x, axes))
+    var = b.reduce("ReduceMean", b.op("Mul", centered, centered), axes)
+    r = b.op("Reciprocal", b.op("Sqrt", b.op("Add", var, eps)))
+    return b.op("Mul", centered, r), r
+
+
+def standardize_vjp(b, g: str, xhat: str, r: str, axes: list[int]) -> str:
+    """dX = r⊙(g − mean(g) − x̂⊙mean(g⊙x̂)) for g = ∂/∂x̂."""
+    mean_g = b.reduce("ReduceMean", g, axes)
+    mean_gx = b.reduce("ReduceMean", b.op("Mul", g, xhat), axes)
+    return b.op("Mul", r, b.op("Sub", b.op("Sub", g, mean_g), b.op("Mul", xhat, mean_gx)))
+
+
+def epsilon(b, n) -> str:
+    return b.const(n.attrs.get("epsilon", 1e-5), like=n.inputs[0])
+
+
+def _no_statistics_gradient(n, dy) -> None:
+    if any(d is not None for d in dy[1:]):
+        raise UnsupportedOpError(n.op, n.name, "gradients through the Mean/InvStdDev outputs")
+
+
+@rule("LayerNormalization")
+def layer_norm(b, n, dy):
+    """Standardized over axes [axis, rank), then scaled and shifted (scale/bias broadcast numpy-style)."""
+    _no_statistics_gradient(n, dy)
+    x, scale, bias, y = n.inputs[0], n.inputs[1], n.input(2), n.outputs[0]
+    rank = b.rank(x)
+    axes = list(range(n.attrs.get("axis", -1) % rank, rank))
+    xhat, r = standardize(b, x, axes, epsilon(b, n))
+    dx = standardize_vjp(b, b.op("Mul", dy[0], scale), xhat, r, axes) if n.needs[0] else None
+    dscale = b.unbroadcast(b.op("Mul", dy[0], xhat), scale, y) if n.needs[1] else None
+    dbias = b.unbroadcast(dy[0], bias, y) if bias and n.needs[2] else None
+    return [dx, dscale, dbias]
+
+
+@rule("InstanceNormalization")
+def instance_norm(b, n, dy):
+    """Standardized per sample and channel over the spatial axes; scale and bias are per channel."""
+    x, scale = n.inputs[0], n.inputs[1]
+    rank = b.rank(x)
+    axes, others = list(range(2, rank)), [0, *range(2, rank)]
+    xhat, r = standardize(b, x, axes, epsilon(b, n))
+    per_channel = b.op("Reshape", scale, b.ints([-1] + [1] * (rank - 2)))
+    dx = standardize_vjp(b, b.op("Mul", dy[0], per_channel), xhat, r, axes) if n.needs[0] else None
+    dscale = b.reduce("ReduceSum", b.op("Mul", dy[0], xhat), others, keepdims=0) if n.needs[1] else None
+    dbias = b.reduce("ReduceSum", dy[0], others, keepdims=0) if n.needs[2] else None
+    return [dx, dscale, dbias]
+
+
+@rule("GroupNormalization")
+def group_norm(b, n, dy):
+    """Standardized over [N, G, C/G·spatial], scale and bias per channel (opset 21; onnx rejects the opset-18 form)."""
+    x, scale = n.inputs[0], n.inputs[1]
+    rank = b.rank(x)
+    as_groups, others = b.ints([0, n.attrs["num_groups"], -1]), [0, *range(2, rank)]
+    xhat, r = standardize(b, b.op("Reshape", x, as_groups), [2], epsilon(b, n))
+    dx = dscale = None
+    if n.needs[0]:
+        per_channel = b.op("Reshape", scale, b.ints([-1] + [1] * (rank - 2)))
+        weighted = b.op("Reshape", b.op("Mul", dy[0], per_channel), as_groups)
+        dx = b.reshape_like(standardize_vjp(b, weighted, xhat, r, [2]), x)
+    if n.needs[1]:
+        dscale = b.reduce("ReduceSum", b.op("Mul", dy[0], b.reshape_like(xhat, x)), others, keepdims=0)
+    dbias = b.reduce("ReduceSum", dy[0], others, keepdims=0) if n.needs[2] else None
+    return [dx, dscale, dbias]

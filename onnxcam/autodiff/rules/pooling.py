@@ -7,6 +7,7 @@ from onnx import numpy_helper
 
 from ...errors import UnsupportedOpError
 from . import rule
+from .linear import conv_geometry
 
 
 def scatter_indices(b, x: str, indices: str, g: str) -> str:
@@ -45,3 +46,27 @@ def global_average_pool(b, n, dy):
     x = n.inputs[0]
     count = b.op("Cast", b.op("Div", b.op("Size", x), b.op("Size", n.outputs[0])), to=b.types[x])
     return [b.op("Expand", b.op("Div", dy[0], count), b.shape_of(x))]
+
+
+@rule("AveragePool")
+def average_pool(b, n, dy):
+    """dX = ConvTranspose(dY ⊙ w, ones) per channel, w = 1/divisor of each window, measured on this very node:
+    w = AveragePool(ones) / (valid positions in the window), so count_include_pad and ceil_mode follow ORT."""
+    x, y = n.inputs[0], n.outputs[0]
+    kernel = list(n.attrs["kernel_shape"])
+    strides, dilations, begin, end, spatial = conv_geometry(b, n, x, kernel)
+    out = list((b.shape(y) or [None])[2:])
+    if len(out) != len(kernel) or not all(isinstance(o, int) for o in out):
+        raise UnsupportedOpError(n.op, n.name, "output size unknown after shape inference")
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    # ceil_mode windows may run past the end pad: widen it so that both convolutions produce `out` positions
+    end = [max(e, (o - 1) * s + k - i - p) for e, o, s, k, i, p in zip(end, out, strides, extent, spatial, begin)]
+    extra = [i + p + e - ((o - 1) * s + k) for i, p, e, o, s, k in zip(spatial, begin, end, out, strides, extent)]
+    geometry = dict(strides=strides, dilations=dilations, pads=begin + end)
+    ones = b.const(np.ones([1, 1, *spatial]), like=x)
+    kernel_ones = b.const(np.ones([1, 1, *kernel]), like=x)
+    valid = b.op("Conv", ones, kernel_ones, **geometry)
+    weights = b.op("Div", b.op("AveragePool", ones, **n.attrs), valid)
+    per_plane = b.op("Reshape", b.op("Mul", dy[0], weights), b.ints([-1, 1, *out]))
+    dx = b.op("ConvTranspose", per_plane, kernel_ones, output_padding=extra, **geometry)
+    return [b.reshape_like(dx, x)]
