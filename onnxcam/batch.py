@@ -51,10 +51,12 @@ def make_dynamic(proto: onnx.ModelProto, image: str, infer) -> onnx.ModelProto:
 
 
 def _batches_agree(proto: onnx.ModelProto, image: str, batch: int) -> bool:
-    from .runtime import make_session
+    import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a failing rewrite is expected here, not an error to print
     try:
-        session = make_session(proto, "cpu")
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
         shape = [d.dim_value or 1 for d in next(i for i in proto.graph.input if i.name == image).type.tensor_type.shape.dim]
         x = np.random.default_rng(0).standard_normal([2 * batch, *shape[1:]]).astype(np.float32)
         if [i.name for i in session.get_inputs()] != [image]:

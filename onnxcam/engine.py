@@ -60,8 +60,10 @@ class Graph:
         for start in range(0, n_rows, step):
             rows = np.arange(start, min(start + step, n_rows))
             feed = np.ascontiguousarray(make_rows(rows), dtype=np.float32)
-            feeds = {self.input: feed, TARGET: targets[rows].astype(np.int64)} if self.takes_target else {self.input: feed}
-            result = self.session.run([LOGITS, *outputs], feeds)
+            padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch else rows
+            image = feed[np.searchsorted(rows, padded)]  # a fixed-batch model gets its last chunk padded
+            feeds = {self.input: image, TARGET: targets[padded].astype(np.int64)} if self.takes_target else {self.input: image}
+            result = [r[: len(rows)] for r in self.session.run([LOGITS, *outputs], feeds)]
             if not np.isfinite(result[0]).all():
                 raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
             yield Pass(rows, feed, result[0], dict(zip(outputs, result[1:])))

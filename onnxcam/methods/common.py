@@ -51,7 +51,10 @@ def normalize_maps(cam: np.ndarray) -> np.ndarray:
 
 
 def heatmaps(cam: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
-    """Normalize then resize (OpenCV INTER_LINEAR) to the input's (H, W); a constant map is an error."""
+    """Normalize, resize (OpenCV INTER_LINEAR) to the input's (H, W), normalize again; a constant map is an error.
+
+    The second normalization is pytorch-grad-cam's (BaseCAM.aggregate_multi_layers rescales the resized map even
+    for one layer): it restores max = 1 lost to interpolation and to the absolute 1e-7 of tiny-valued maps."""
     flat = [i for i in range(len(cam)) if not np.isfinite(cam[i]).all() or np.ptp(cam[i]) == 0]
     if flat:
         raise OnnxcamError(
@@ -60,7 +63,8 @@ def heatmaps(cam: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
         )
     scaled = normalize_maps(cam.astype(np.float32))
     h, w = size
-    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in scaled]).astype(np.float32)
+    resized = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in scaled])
+    return normalize_maps(resized).astype(np.float32)
 
 
 def image_size(ex) -> tuple[int, int]:

@@ -30,7 +30,9 @@ def prelu(b, n, dy):
     g, y = dy[0], n.outputs[0]
     positive = b.op("Greater", x, b.const(0, like=x))
     dx = b.op("Where", positive, g, b.op("Mul", g, slope))
-    dslope = b.unbroadcast(b.op("Where", positive, b.const(0, like=x), b.op("Mul", g, x)), slope, y) if n.needs[1] else None
+    dslope = None
+    if n.needs[1]:
+        dslope = b.unbroadcast(b.op("Where", positive, b.const(0, like=x), b.op("Mul", g, x)), slope, y)
     return [dx, dslope]
 
 
@@ -88,20 +90,22 @@ def erf(b, n, dy):
 
 @rule("Gelu")
 def gelu(b, n, dy):
+    """erf form: Φ(x) + x·φ(x); tanh form: y = x/2·(1 + tanh(u)) with u = c·(x + 0.044715·x³)."""
     x = n.inputs[0]
+
+    def k(value):
+        return b.const(value, like=x)
+
+    x2 = b.op("Mul", x, x)
     if n.attrs.get("approximate", "none") == "tanh":
-        # y = x/2 (1 + tanh(u)), u = c (x + 0.044715 x^3)
         c = math.sqrt(2 / math.pi)
-        x2 = b.op("Mul", x, x)
-        u = b.op("Mul", b.const(c, like=x), b.op("Add", x, b.op("Mul", b.const(0.044715, like=x), b.op("Mul", x2, x))))
-        t = b.op("Tanh", u)
-        du = b.op("Mul", b.const(c, like=x), b.op("Add", b.const(1, like=x), b.op("Mul", b.const(3 * 0.044715, like=x), x2)))
-        sech2 = b.op("Sub", b.const(1, like=x), b.op("Mul", t, t))
-        first = b.op("Mul", b.const(0.5, like=x), b.op("Add", b.const(1, like=x), t))
-        slope = b.op("Add", first, b.op("Mul", b.op("Mul", b.const(0.5, like=x), x), b.op("Mul", sech2, du)))
+        t = b.op("Tanh", b.op("Mul", b.op("Add", x, b.op("Mul", k(0.044715), b.op("Mul", x2, x))), k(c)))
+        du = b.op("Add", k(c), b.op("Mul", k(3 * 0.044715 * c), x2))
+        sech2 = b.op("Sub", k(1), b.op("Mul", t, t))
+        slope = b.op("Mul", k(0.5), b.op("Add", b.op("Add", k(1), t), b.op("Mul", x, b.op("Mul", sech2, du))))
     else:
-        cdf = b.op("Mul", b.const(0.5, like=x), b.op("Add", b.const(1, like=x), b.op("Erf", b.op("Mul", x, b.const(1 / math.sqrt(2), like=x)))))
-        pdf = b.op("Mul", b.const(1 / math.sqrt(2 * math.pi), like=x), b.op("Exp", b.op("Mul", b.const(-0.5, like=x), b.op("Mul", x, x))))
+        cdf = b.op("Mul", k(0.5), b.op("Add", k(1), b.op("Erf", b.op("Mul", x, k(1 / math.sqrt(2))))))
+        pdf = b.op("Mul", k(1 / math.sqrt(2 * math.pi)), b.op("Exp", b.op("Mul", k(-0.5), x2)))
         slope = b.op("Add", cdf, b.op("Mul", x, pdf))
     return [b.op("Mul", dy[0], slope)]
 

@@ -43,8 +43,9 @@ def pow_(b, n, dy):
     (x, p), y, g = n.inputs, n.outputs[0], dy[0]
     dx = None
     if n.needs[0]:
-        p_minus_1 = b.op("Sub", p, b.const(1, like=p))
-        dx = b.unbroadcast(b.op("Mul", g, b.op("Mul", p, b.op("Pow", x, p_minus_1))), x, y)
+        exponent = p if b.dtype(p) == b.dtype(x) else b.op("CastLike", p, x)  # integer exponents
+        slope = b.op("Mul", exponent, b.op("Pow", x, b.op("Sub", exponent, b.const(1, like=x))))
+        dx = b.unbroadcast(b.op("Mul", g, slope), x, y)
     dp = b.unbroadcast(b.op("Mul", g, b.op("Mul", y, b.op("Log", x))), p, y) if n.needs[1] else None
     return [dx, dp]
 

@@ -20,7 +20,8 @@ def conv_geometry(b, n, x: str, kernel: list[int]) -> tuple[list[int], list[int]
     auto = n.attrs.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         for i in range(k):
-            total = max((-(-spatial[i] // strides[i]) - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i], 0)
+            extent = (kernel[i] - 1) * dilations[i] + 1
+            total = max((-(-spatial[i] // strides[i]) - 1) * strides[i] + extent - spatial[i], 0)
             small, large = total // 2, total - total // 2
             begin[i], end[i] = (small, large) if auto == "SAME_UPPER" else (large, small)
     elif auto == "VALID":
@@ -36,7 +37,8 @@ def conv(b, n, dy):
         raise UnsupportedOpError(n.op, n.name, "gradients for weights computed at run time are not built")
     kernel = list(n.attrs.get("kernel_shape") or b.shape(w)[2:])
     strides, dilations, begin, end, spatial = conv_geometry(b, n, x, kernel)
-    extra = [(s + p + q - ((k - 1) * d + 1)) % st for s, p, q, k, d, st in zip(spatial, begin, end, kernel, dilations, strides)]
+    geometry = zip(spatial, begin, end, kernel, dilations, strides)
+    extra = [(s + p + q - ((k - 1) * d + 1)) % st for s, p, q, k, d, st in geometry]
     dx = b.op(
         "ConvTranspose", dy[0], w, group=n.attrs.get("group", 1), strides=strides, dilations=dilations,
         kernel_shape=kernel, pads=begin + end, output_padding=extra,
@@ -81,10 +83,14 @@ def gemm(b, n, dy):
     g, alpha = dy[0], n.attrs.get("alpha", 1.0)
     ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
     da = db = dc = None
-    if n.needs[0]:
-        da = b.op("Gemm", g, w, alpha=alpha, transB=1 - tb) if not ta else b.op("Gemm", w, g, alpha=alpha, transA=tb, transB=1)
-    if n.needs[1]:
-        db = b.op("Gemm", a, g, alpha=alpha, transA=1 - ta) if not tb else b.op("Gemm", g, a, alpha=alpha, transA=1, transB=ta)
+    if n.needs[0] and ta:  # dA = alpha·dY·op(B)ᵀ, transposed when transA
+        da = b.op("Gemm", w, g, alpha=alpha, transA=tb, transB=1)
+    elif n.needs[0]:
+        da = b.op("Gemm", g, w, alpha=alpha, transB=1 - tb)
+    if n.needs[1] and tb:  # dB = alpha·op(A)ᵀ·dY, transposed when transB
+        db = b.op("Gemm", g, a, alpha=alpha, transA=1, transB=ta)
+    elif n.needs[1]:
+        db = b.op("Gemm", a, g, alpha=alpha, transA=1 - ta)
     if c and n.needs[2]:
         scaled = b.op("Mul", g, b.const(n.attrs.get("beta", 1.0), like=c))
         dc = b.unbroadcast(scaled, c, n.outputs[0])

@@ -9,6 +9,8 @@ from . import rule
 @rule("BatchNormalization")
 def batch_norm(b, n, dy):
     """dX = dY · γ/√(σ²+ε), broadcast over (1, C, 1, ...)."""
+    if n.attrs.get("training_mode", 0):
+        raise UnsupportedOpError(n.op, n.name, "training_mode=1 (batch statistics)")
     x, scale, var = n.inputs[0], n.inputs[1], n.inputs[4]
     rank = b.rank(x)
     eps = b.const(n.attrs.get("epsilon", 1e-5), like=var)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import UnsupportedOpError
 from . import rule
 
 
@@ -11,8 +12,6 @@ def reduced_axes(b, n) -> list[int] | None:
     if axes is None and n.input(1):
         value = b.value(n.input(1))
         if value is None:
-            from ...errors import UnsupportedOpError
-
             raise UnsupportedOpError(n.op, n.name, "axes computed at run time")
         axes = value.tolist()
     if not axes:
@@ -48,6 +47,8 @@ def reduce_max(b, n, dy):
     """To the elements equal to the extreme, split evenly on ties (torch.amax)."""
     x, y = n.inputs[0], n.outputs[0]
     axes = reduced_axes(b, n)
+    if axes == []:  # noop_with_empty_axes
+        return [dy[0]]
     full_y = spread(b, n, y, axes)
     hits = b.op("Cast", b.op("Equal", x, full_y), to=b.types[x])
     count = b.reduce("ReduceSum", hits, axes if axes is not None else range(b.rank(x)), keepdims=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
+from ...errors import UnsupportedOpError
 from . import rule
 
 
@@ -55,9 +56,12 @@ def expand(b, n, dy):
 @rule("Concat")
 def concat(b, n, dy):
     axis = n.attrs["axis"]
-    sizes = [b.op("Slice", b.op("Shape", x), b.ints([axis]), b.ints([axis + 1 if axis != -1 else 2**62])) for x in n.inputs]
     static = [b.shape(x)[axis] if b.shape(x) is not None else None for x in n.inputs]
-    split = b.ints(static) if all(isinstance(s, int) for s in static) else b.op("Concat", *sizes, axis=0)
+    if all(isinstance(s, int) for s in static):
+        split = b.ints(static)
+    else:
+        end = b.ints([axis + 1 if axis != -1 else 2**62])
+        split = b.op("Concat", *(b.op("Slice", b.op("Shape", x), b.ints([axis]), end) for x in n.inputs), axis=0)
     parts = b.op("Split", dy[0], split, axis=axis, outputs=len(n.inputs))
     return parts if len(n.inputs) > 1 else [parts]
 
@@ -69,9 +73,29 @@ def split(b, n, dy):
     return [b.op("Concat", *parts, axis=axis)]
 
 
-@rule("Slice", "Gather", "GatherElements", "Tile", "DepthToSpace", "SpaceToDepth")
+@rule("Slice", "Gather", "GatherElements", "Tile")
 def moved(b, n, dy):
     return [scatter_back(b, n, dy[0])]
+
+
+@rule("SpaceToDepth")
+def space_to_depth(b, n, dy):
+    """The inverse permutation is DepthToSpace in DCR mode (no int64 kernels for the index-grid trick)."""
+    return [b.op("DepthToSpace", dy[0], blocksize=n.attrs["blocksize"], mode="DCR")]
+
+
+@rule("DepthToSpace")
+def depth_to_space(b, n, dy):
+    """DCR is undone by SpaceToDepth; CRD also needs its channel order (c, i, j) from SpaceToDepth's (i, j, c)."""
+    x, size = n.inputs[0], n.attrs["blocksize"]
+    g = b.op("SpaceToDepth", dy[0], blocksize=size)
+    if n.attrs.get("mode", "DCR") == "DCR":
+        return [g]
+    channels = (b.shape(x) or [None, None])[1]
+    if not isinstance(channels, int):
+        raise UnsupportedOpError(n.op, n.name, "channel count unknown after shape inference")
+    blocks = b.op("Reshape", g, b.ints([0, size * size, channels // (size * size), -1]))
+    return [b.reshape_like(b.op("Transpose", blocks, perm=[0, 2, 1, 3]), x)]
 
 
 @rule("Pad")
@@ -84,8 +108,14 @@ def pad(b, n, dy):
 
 @rule("ScatterND")
 def scatter_nd(b, n, dy):
+    """Overwritten positions of data get no gradient, unless reduction="add" keeps them."""
+    reduction = n.attrs.get("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise UnsupportedOpError(n.op, n.name, f"reduction={reduction!r}")
     data, indices, updates = n.inputs
     g = dy[0]
-    ddata = b.op("ScatterND", g, indices, b.zeros_like(updates)) if n.needs[0] else None
+    ddata = None
+    if n.needs[0]:
+        ddata = g if reduction == "add" else b.op("ScatterND", g, indices, b.zeros_like(updates))
     dupdates = b.op("GatherND", g, indices) if n.needs[2] else None
     return [ddata, None, dupdates]
