@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import click
 import numpy as np
 import onnx
 
-from . import __version__
+from . import __version__, outputs
 from .engine import Explainer
 from .errors import OnnxcamError
 from .image import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
 from .layers import auto_layer, candidate_layers
+from .methods.common import MAX_STEPS
 from .model import load_model
 from .runtime import DEVICES, working_providers
 
@@ -30,8 +32,15 @@ class Group(click.Group):
         except OnnxcamError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:  # bad options of a command: one line too, with where to look
+            where = f"; see '{e.ctx.command_path} --help'" if e.ctx is not None else ""
+            click.echo(f"error: {' '.join(e.format_message().split()).rstrip('.')}{where}", err=True)
+            sys.exit(e.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
+        except OSError as e:  # a full disk, a folder we may not write: not a bug in onnxcam
+            click.echo(f"error: {e.strerror or e}{f': {str(e.filename)[:200]}' if e.filename else ''}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -45,6 +54,8 @@ class Group(click.Group):
 
 
 MODEL = click.argument("model", type=click.Path(dir_okay=False))
+MAX_SIDE = 16384  # --size: input side length
+MAX_BATCH = 4096  # --batch-size: rows per ONNX Runtime run (as methods.common.batch_rows)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,8 +74,8 @@ def info(model):
 
     Example: onnxcam info models/efficientnet_lite0.onnx
     """
+    m = load_model(model)  # validates first: the raw parse below never sees a file load_model refused
     raw = onnx.load(model, load_external_data=False) if _is_file(model) else None
-    m = load_model(model)
     g = m.proto.graph
     inits = {t.name for t in g.initializer}
 
@@ -115,15 +126,15 @@ def layers(model, as_json):
     click.echo(f"{len(found)} layers; auto = {auto}")
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
+def _floats(text: str | None, flag: str = "") -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
         values = tuple(float(v) for v in text.replace(" ", "").split(","))
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+        raise click.BadParameter(f"{flag} expected comma-separated numbers, got {text[:40]!r}".lstrip()) from None
     if not all(np.isfinite(values)) or len(values) not in (1, 3):
-        raise click.BadParameter(f"expected 1 or 3 finite numbers, got {text!r}")
+        raise click.BadParameter(f"{flag} expected 1 or 3 finite numbers, got {text[:40]!r}".lstrip())
     return values
 
 
@@ -144,11 +155,21 @@ def _preprocessing(m, mean, std, size, layout) -> Preprocessing:
         raise OnnxcamError("the model's input size is dynamic; give it with --size")
     if size and m.image_size[0] and (h, w) != m.image_size:
         raise OnnxcamError(f"--size {size} does not match the model's input size {m.image_size}")
-    mean = _floats(mean) or _floats(props.get("onnxcam.mean")) or IMAGENET_MEAN
-    std = _floats(std) or _floats(props.get("onnxcam.std")) or IMAGENET_STD
-    if any(s <= 0 for s in std):
-        raise OnnxcamError(f"--std must be positive; got {std}")
+    mean = _floats(mean, "--mean") or _metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
+    std = _floats(std, "--std") or _metadata_floats(props, "onnxcam.std") or IMAGENET_STD
+    if not all(1e-6 <= s <= 1e6 for s in std):
+        raise OnnxcamError(f"--std must be in 1e-6..1e6 (images are scaled to 0..1); got {std}")
+    if not all(abs(v) <= 1e6 for v in mean):
+        raise OnnxcamError(f"--mean must be in -1e6..1e6 (images are scaled to 0..1); got {mean}")
     return Preprocessing((h, w), mean, std, layout or m.layout)
+
+
+def _metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
+    try:
+        return _floats(props.get(key))
+    except click.BadParameter:
+        raise OnnxcamError(f"the model's metadata {key}={props[key][:40]!r} is not 1 or 3 finite numbers; "
+                           f"give --{key.split('.')[1]}") from None
 
 
 @main.command()
@@ -158,16 +179,18 @@ def _preprocessing(m, mean, std, size, layout) -> Preprocessing:
               help="Method (repeatable): gradcam, gradcam++, xgradcam, layercam, hirescam, integrated-gradcam, "
                    "rsi-gradcam, smooth-gradcam++.")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
-@click.option("--target", type=int, default=None, help="Class index to explain (default: top-1 of each image).")
+@click.option("--target", type=click.IntRange(0, None), default=None,
+              help="Class index to explain (default: top-1 of each image).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="onnxcam-out", show_default=True)
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Class names, one per line (default: named by the model's metadata, if any).")
 @click.option("--mean", default=None, help="Normalization mean, e.g. 0.485,0.456,0.406 (default: model metadata or ImageNet).")
 @click.option("--std", default=None, help="Normalization std (default: model metadata or ImageNet).")
-@click.option("--size", type=int, default=None, help="Input side length for models with a dynamic input size.")
+@click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
+              help="Input side length for models with a dynamic input size.")
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=None, help="Input layout (default: detected).")
-@click.option("--steps", type=int, default=None, help="Steps of path methods (default: the method's).")
-@click.option("--batch-size", type=int, default=None, help="Rows per ONNX Runtime run (bounds memory).")
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, steps, batch_size, device):
     """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
@@ -179,29 +202,51 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     props = {p.key: p.value for p in ex.model.proto.metadata_props}
     if labels is None and "onnxcam.labels" in props:
         candidate = Path(model).resolve().parent / Path(props["onnxcam.labels"]).name
-        labels = candidate if candidate.is_file() else None
+        try:
+            labels = candidate if candidate.is_file() else None
+        except OSError:  # a hostile name (too long, odd bytes): no labels then
+            labels = None
     names = _labels(labels)
+    methods = list(dict.fromkeys(methods))
+    paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]  # each image once, in order
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stems = outputs.image_stems(paths)
+    outputs.refuse_overwriting(out, stems, methods, [*paths, Path(model), *([labels] if labels else [])])
+    if outputs.remove_stale_parts(out):
+        click.echo("removed temporary files left by an interrupted run", err=True)
     options = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
-    with click.progressbar(images, label="explaining", file=sys.stderr, hidden=len(images) < 2) as bar:
+    settings = json.loads(json.dumps({  # what the outputs depend on: a re-run with these skips finished images
+        "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": ex.layer.name,
+        "methods": methods, "target": target, "steps": steps, "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
+    }))
+    records = outputs.read_records(out)
+    todo = [p for p in paths if not outputs.is_complete(out, p, stems[p], methods, settings, records)]
+    if len(todo) < len(paths):
+        click.echo(f"skipping {len(paths) - len(todo)} image(s) already explained in {out}/ with these settings",
+                   err=True)
+    with click.progressbar(todo, label="explaining", file=sys.stderr, hidden=len(todo) < 2) as bar:
         for path in bar:
-            _explain_one(ex, Path(path), prep, methods, target, options, out, names)
-    click.echo(f"wrote {len(images)} image(s) x {len(methods)} method(s) to {out}/")
+            _explain_one(ex, path, stems[path], prep, methods, target, options, out, names, settings)
+    click.echo(f"wrote {len(todo)} image(s) x {len(methods)} method(s) to {out}/"
+               + (f" ({len(paths) - len(todo)} already there)" if len(todo) < len(paths) else ""))
 
 
-def _explain_one(ex, path: Path, prep, methods, target, options, out: Path, names) -> None:
+def _explain_one(ex, path: Path, stem: str, prep, methods, target, options, out: Path, names, settings) -> None:
     x, view = prep(read_rgb(path))
+    if not np.isfinite(x).all():
+        raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
+                           "values; check --mean and --std")
     panels, record = [], {"image": str(path), "layer": ex.layer.name}
     for name in methods:
         opts = {k: v for k, v in options.items() if k != "steps" or "steps" in _method_options(name)}
         res = ex.explain(x[None], method=name, target=target, **opts)
-        stem = f"{path.stem}_{name}"
+        prefix = f"{stem}_{outputs.safe_stem(name)}"
         buf = io.BytesIO()
         np.save(buf, res.cam if res.cam is not None else res.heatmap)
-        write_atomic(out / f"{stem}.npy", buf.getvalue())
+        write_atomic(out / f"{prefix}.npy", buf.getvalue())
         panel = overlay(view, res.heatmap[0])
-        write_atomic(out / f"{stem}.png", png_bytes(panel))
+        write_atomic(out / f"{prefix}.png", png_bytes(panel))
         panels.append(panel)
         record["target"] = int(res.target[0])
     logits = res.logits[0].astype(np.float64)
@@ -211,10 +256,9 @@ def _explain_one(ex, path: Path, prep, methods, target, options, out: Path, name
     record["top5"] = [{"class": int(c), "prob": round(float(probs[c]), 5),
                        **({"name": names[c]} if names and c < len(names) else {})} for c in top]
     if len(methods) > 1:
-        write_atomic(out / f"{path.stem}_montage.png", png_bytes(montage([np.uint8(view * 255), *panels],
-                                                                          ["image", *methods])))
-    with open(out / "results.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        write_atomic(out / f"{stem}_montage.png", png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
+    record["settings"] = settings
+    outputs.append_record(out, record)  # last: a record means every file of the image is complete
 
 
 def _method_options(name: str) -> list[str]:
@@ -222,3 +266,59 @@ def _method_options(name: str) -> list[str]:
 
     f = METHODS.get(name)
     return list(inspect.signature(f).parameters) if f else []
+
+
+# ---------------------------------------------------------------- export (issue 7)
+
+
+def _export_methods() -> tuple[str, ...]:
+    from .export import METHODS as EXPORTABLE
+
+    return EXPORTABLE
+
+
+@main.command("export")
+@MODEL
+@click.option("--method", "-m", required=True, type=click.Choice(_export_methods()), help="Method to build into the model.")
+@click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (CAM methods).")
+@click.option("--steps", type=int, default=None, help="Path steps (rsi-gradcam, integrated-gradcam, ig).")
+@click.option("--samples", type=int, default=None, help="Noisy samples (smooth-gradcam++, smoothgrad).")
+@click.option("--sigma", type=float, default=None, help="Noise level, a fraction of each image's range.")
+@click.option("--seed", type=int, default=None, help="Seed of the in-graph RandomNormalLike noise.")
+@click.option("--score", type=click.Choice(["logit", "prob"]), default=None, help="Score to differentiate.")
+@click.option("--baseline", type=float, default=None, help="Baseline value of path methods (model input space).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the explainer model (.onnx).")
+@click.option("--triton", "triton_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a Triton model repository entry DIR/<name>/ (config.pbtxt, 1/model.onnx).")
+@click.option("--triton-name", default=None, help="Model name in the Triton repository (default: OUT's stem).")
+@click.option("--max-batch-size", type=click.IntRange(1, 65536), default=8, show_default=True,
+              help="Triton max_batch_size.")
+def export_command(model, method, layer, steps, samples, sigma, seed, score, baseline, out, triton_dir, triton_name,
+                   max_batch_size):
+    """Write a self-contained explainer model: the model's outputs plus `heatmap` (and `cam` or `attribution`).
+
+    The result runs in a stock onnxruntime (or Triton); its optional int64 input `target` (−1 = top-1)
+    picks the class per image.
+
+    Example: onnxcam export models/efficientnet_lite0.onnx -m rsi-gradcam --steps 16 -o explain.onnx --triton repo
+    """
+    from .export import export, triton_entry
+
+    given = {"steps": steps, "samples": samples, "sigma": sigma, "seed": seed, "score": score, "baseline": baseline}
+    options = {k: v for k, v in given.items() if v is not None}
+    allowed = [p for p in _method_options(method) if p in given]
+    for name in options:
+        if name not in allowed:
+            error = OnnxcamError(f"--{name} does not apply to {method}; "
+                                 + (f"its options are {', '.join('--' + p for p in allowed)}" if allowed else "it has none"))
+            error.exit_code = 2
+            raise error
+    proto = export(model, method, layer=layer, **options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, proto.SerializeToString())
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): outputs "
+               f"{', '.join(o.name for o in proto.graph.output)}")
+    if triton_dir is not None:
+        entry = triton_entry(proto, triton_dir, triton_name or out.stem, max_batch_size)
+        click.echo(f"wrote Triton model {entry}/ (config.pbtxt, 1/model.onnx)")

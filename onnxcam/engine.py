@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .errors import OnnxcamError
 from .layers import Layer, resolve_layer
@@ -17,6 +18,8 @@ from .runtime import make_session
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
+ORT_ERRORS = (RuntimeError, ValueError, *(getattr(_ort_state, n) for n in (
+    "Fail", "InvalidArgument", "RuntimeException", "InvalidGraph", "NotImplemented", "EPFail") if hasattr(_ort_state, n)))
 
 
 @dataclass
@@ -63,9 +66,16 @@ class Graph:
             padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch else rows
             image = feed[np.searchsorted(rows, padded)]  # a fixed-batch model gets its last chunk padded
             feeds = {self.input: image, TARGET: targets[padded].astype(np.int64)} if self.takes_target else {self.input: image}
-            result = [r[: len(rows)] for r in self.session.run([LOGITS, *outputs], feeds)]
+            try:
+                result = [r[: len(rows)] for r in self.session.run([LOGITS, *outputs], feeds)]
+            except ORT_ERRORS as e:  # a model that loads but cannot run (a hostile Reshape, a bad attribute)
+                raise OnnxcamError(f"ONNX Runtime failed running the model: {' '.join(str(e).split())[:300]}") from None
             if not np.isfinite(result[0]).all():
                 raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
+            classes = result[0].shape[-1] if result[0].ndim else 0
+            if (targets[rows] >= classes).any():  # models whose class count shape inference could not tell
+                raise OnnxcamError(f"target {int(targets[rows].max())} out of range: the model has {classes} classes "
+                                   f"(0..{classes - 1})")
             yield Pass(rows, feed, result[0], dict(zip(outputs, result[1:])))
 
 

@@ -14,6 +14,9 @@ from .errors import OnnxcamError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+MAX_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))  # set by onnxcam/__init__.py before cv2 loads
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,10 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise OnnxcamError(f"image not found: {p}")
     if p.stat().st_size == 0:
         raise OnnxcamError(f"image {p} is empty")
-    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    try:  # IMREAD_COLOR: grayscale becomes RGB, an alpha channel is dropped, 16-bit becomes 8-bit
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV refuses images over OPENCV_IO_MAX_IMAGE_PIXELS (decompression bombs)
+        raise OnnxcamError(f"cannot read image {p}: more than {MAX_PIXELS} pixels or a corrupt header") from None
     if bgr is None or bgr.size == 0:
         raise OnnxcamError(f"cannot read image {p} (not an image OpenCV can decode)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -69,9 +75,12 @@ def montage(panels: list[np.ndarray], titles: list[str]) -> np.ndarray:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    """Write to a temporary file in the same folder, then rename: readers never see a partial file.
+
+    The temporary name .NAME.PID.XXXX.part tells a later run which leftovers belong to a killed process."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, Tenso
 MIN_OPSET = 17  # the gradient rules emit opset-17 forms (ScatterElements reduction, axes inputs)
 KNOWN_DOMAINS = {"", "ai.onnx"}
 MAX_ELEMENTS = 1 << 34  # no image model has a tensor with 16 G elements: such a dim is hostile
+MAX_TENSOR_ELEMENTS = 1 << 31  # graph inputs, outputs and value_info: 8 GB of float32 per tensor at most
+FOLD_BYTES = 1 << 28  # constant folding leaves bigger tensors (Tile/Expand of constants) to run time
+MAX_FILE_BYTES = 1 << 31  # protobuf cannot parse more; bigger models keep their weights in external data
+_SUB_BYTE = {getattr(TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2", "FLOAT6E2M3", "FLOAT6E3M2")
+             if hasattr(TensorProto, n)}
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,12 @@ def read_model(source: str | os.PathLike | onnx.ModelProto | Model) -> tuple[onn
         proto, name, folder = _copy(source), "<memory>", None
     else:
         proto, name, folder = _read(Path(source)), str(source), Path(source).resolve().parent
+    _check_text(proto, name)
     _load_external(proto, folder, name)
     _check(proto, name)
+    _check_value_dims(_infer_shapes(proto), name)  # sizes that only inference knows (Expand, Tile, Resize...)
     proto = normalize(proto)
+    _check_value_dims(proto, name)  # ... and those that folding reveals, before make_dynamic runs the model
     try:
         image = _find_image_input(proto, name)[0]
     except ModelError:
@@ -93,6 +102,8 @@ def _read(path: Path) -> onnx.ModelProto:
         raise ModelError(f"model file not found: {path}; check the path")
     if path.is_dir():
         raise ModelError(f"{path} is a folder; pass the .onnx file inside it")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ModelError(f"{path} is larger than 2 GB, which protobuf cannot parse; save the weights as external data")
     data = path.read_bytes()
     try:
         proto = onnx.load_model_from_string(data)
@@ -113,7 +124,10 @@ def _load_external(proto: onnx.ModelProto, folder: Path | None, name: str) -> No
     if folder is None:
         raise ModelError("an in-memory model with external data cannot be resolved; load it from its file path")
     for t in tensors:
-        info = external_data_helper.ExternalDataInfo(t)
+        try:
+            info = external_data_helper.ExternalDataInfo(t)
+        except ValueError as e:  # a negative or non-numeric offset or length
+            raise ModelError(f"{name}: bad external data entry for tensor {t.name!r} ({_first_line(e)})") from None
         target = (folder / info.location).resolve()
         if Path(info.location).is_absolute() or not target.is_relative_to(folder):
             raise ModelError(
@@ -123,12 +137,36 @@ def _load_external(proto: onnx.ModelProto, folder: Path | None, name: str) -> No
         if not target.is_file():
             raise ModelError(f"{name}: external data file {info.location!r} for tensor {t.name!r} is missing")
         size = target.stat().st_size
-        if info.offset is not None and info.length is not None and info.offset + info.length > size:
+        offset = info.offset or 0
+        if offset > size or (info.length is not None and offset + info.length > size):
             raise ModelError(f"{name}: external data for {t.name!r} lies beyond the end of {info.location!r}")
+        declared = _declared_bytes(t)
+        available = size - offset if info.length is None else info.length
+        if declared is not None and declared != available:  # checked before reading: the data file may be huge
+            raise ModelError(
+                f"{name}: tensor {t.name!r} declares dims {list(t.dims)} ({declared} bytes) but its external data "
+                f"in {info.location!r} holds {available} bytes; the model is corrupt"
+            )
     try:
         external_data_helper.load_external_data_for_model(proto, str(folder))
     except Exception as e:
         raise ModelError(f"{name}: cannot read external data ({_first_line(e)})") from None
+
+
+def _check_text(proto: onnx.ModelProto, name: str) -> None:
+    """Every string field is UTF-8 (protobuf hands invalid ones over as bytes, which onnx's helpers choke on)."""
+    stack = [proto]
+    while stack:
+        message = stack.pop()
+        for field, value in message.ListFields():
+            repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+            if field.type == field.TYPE_STRING:
+                bad = next((v for v in (value if repeated else [value]) if not isinstance(v, str)), None)
+                if bad is not None:
+                    raise ModelError(f"{name}: {message.DESCRIPTOR.name}.{field.name} {bad[:40]!r} is not UTF-8 text; "
+                                     "the file is corrupt")
+            elif field.type == field.TYPE_MESSAGE:
+                stack.extend(value if repeated else [value])
 
 
 def _check(proto: onnx.ModelProto, name: str) -> None:
@@ -141,11 +179,129 @@ def _check(proto: onnx.ModelProto, name: str) -> None:
     for t in proto.graph.initializer:
         if int(np.prod(t.dims, dtype=np.float64)) > MAX_ELEMENTS:
             raise ModelError(f"{name}: initializer {t.name!r} has absurd dims {list(t.dims)}")
-    proto.ir_version = helper.find_min_ir_version_for(proto.opset_import)  # what the installed ORT reads
+    _check_tensor_data(proto, name)
+    _check_value_dims(proto, name)
+    _check_graph(proto, name)
+    try:
+        proto.ir_version = helper.find_min_ir_version_for(proto.opset_import)  # what the installed ORT reads
+    except Exception as e:
+        raise ModelError(f"{name}: unsupported opset {_opsets(proto)} ({_first_line(e)})") from None
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
-        raise ModelError(f"{name}: invalid ONNX model ({_first_line(e)})") from None
+        raise ModelError(f"{name}: invalid ONNX model ({_one_line(e)})") from None
+
+
+def _opsets(proto: onnx.ModelProto) -> str:
+    return ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in proto.opset_import)
+
+
+def _declared_bytes(t: onnx.TensorProto) -> int | None:
+    """Bytes that a tensor's dims and data type need as raw data (None for strings and sub-byte types)."""
+    if t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED) or any(d < 0 for d in t.dims):
+        return None
+    try:
+        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except Exception:  # an unknown data type: onnx.checker names it
+        return None
+    if t.data_type in _SUB_BYTE:
+        return None  # packed, several elements per byte
+    return math.prod(t.dims) * itemsize
+
+
+def _check_tensor_data(proto: onnx.ModelProto, name: str) -> None:
+    """Every stored tensor (initializers, Constant values) holds exactly what its dims declare."""
+    for t in external_data_helper._get_all_tensors(proto):
+        if any(d < 0 for d in t.dims):
+            raise ModelError(f"{name}: tensor {t.name!r} has negative dims {list(t.dims)}")
+        declared = _declared_bytes(t)
+        if declared is None or t.data_location == TensorProto.EXTERNAL:
+            continue
+        if t.HasField("raw_data"):
+            held, unit = len(t.raw_data), "bytes"
+        else:
+            field = helper.tensor_dtype_to_field(t.data_type)
+            per = 2 if t.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else 1
+            declared //= helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+            declared *= per
+            held, unit = len(getattr(t, field)), f"values in {field}"
+        if held != declared:
+            raise ModelError(
+                f"{name}: tensor {t.name!r} declares dims {list(t.dims)} ({declared} {unit}) but holds {held}; "
+                "the model is corrupt or hostile"
+            )
+
+
+def _check_value_dims(proto: onnx.ModelProto, name: str) -> None:
+    """Graph inputs, outputs and value_info: no negative dims, no tensor beyond MAX_TENSOR_ELEMENTS."""
+    g = proto.graph
+    for vi in [*g.input, *g.output, *g.value_info]:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        if any(d < 0 for d in dims):
+            raise ModelError(f"{name}: tensor {vi.name!r} has a negative dim {_shape(vi)}")
+        if math.prod(dims) > MAX_TENSOR_ELEMENTS:
+            raise ModelError(
+                f"{name}: tensor {vi.name!r} has absurd shape {_shape(vi)} (over {MAX_TENSOR_ELEMENTS} elements)"
+            )
+
+
+def _shape(vi: onnx.ValueInfoProto) -> list:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in vi.type.tensor_type.shape.dim]
+
+
+def _check_graph(proto: onnx.ModelProto, name: str) -> None:
+    """Names produced once, no dangling inputs or outputs, no cycles (onnx.checker's message names no node)."""
+    g = proto.graph
+    given = {i.name for i in g.input} | {t.name for t in g.initializer} | {t.values.name for t in g.sparse_initializer}
+    producer: dict[str, onnx.NodeProto] = {}
+    for node in g.node:
+        for out in filter(None, node.output):
+            if out in producer or out in given:
+                raise ModelError(f"{name}: tensor {out!r} is produced twice (by node {_label(node)} and "
+                                 f"{_label(producer[out]) if out in producer else 'a graph input or initializer'})")
+            producer[out] = node
+    for node in g.node:
+        for inp in node.input:
+            if inp and inp not in given and inp not in producer:
+                raise ModelError(f"{name}: node {_label(node)} reads {inp!r}, which no node, graph input or "
+                                 "initializer produces (a dangling name)")
+    for out in g.output:
+        if out.name not in given and out.name not in producer:
+            raise ModelError(f"{name}: graph output {out.name!r} is produced by no node (a dangling name)")
+    loop = _cycle(g.node, producer)
+    if loop:
+        raise ModelError(f"{name}: the graph has a cycle: {' -> '.join(_label(n) for n in loop)}")
+
+
+def _cycle(nodes, producer: dict) -> list:
+    """Nodes on one cycle, or [] for an acyclic graph (Kahn's algorithm, then a walk among what is left)."""
+    preds = [{id(producer[i]) for i in n.input if i in producer} for n in nodes]
+    by_id = {id(n): k for k, n in enumerate(nodes)}
+    users: list[list[int]] = [[] for _ in nodes]
+    for k, ps in enumerate(preds):
+        for p in ps:
+            users[by_id[p]].append(k)
+    missing = [len(ps) for ps in preds]
+    ready = [k for k, m in enumerate(missing) if m == 0]
+    while ready:
+        k = ready.pop()
+        for u in users[k]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                ready.append(u)
+    left = {k for k, m in enumerate(missing) if m > 0}
+    if not left:
+        return []
+    k, seen = min(left), {}
+    while k not in seen:  # every node left has a predecessor left: walking back must close a loop
+        seen[k] = len(seen)
+        k = next(by_id[p] for p in preds[k] if by_id[p] in left)
+    walk = list(seen)[seen[k]:]
+    return [nodes[j] for j in reversed(walk)] + [nodes[walk[-1]]]
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return f"{node.name!r} ({node.op_type})" if node.name else f"{node.op_type} (output {(node.output or ['?'])[0]!r})"
 
 
 def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -174,10 +330,12 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
 
     onnxruntime.set_default_logger_severity(3)  # graphsurgeon folds through ORT, which warns per node
     count = None
-    for _ in range(4):
+    # each round folds one more level of shape arithmetic that depends on the previous level's shapes:
+    # legacy ShuffleNetV2 (a Shape/Gather/Div chain per channel shuffle) needs 8 rounds, legacy Swin 5
+    for _ in range(16):
         graph = gs.import_onnx(_infer_shapes(proto))
         try:
-            graph.fold_constants(fold_shapes=True, error_ok=True).cleanup()
+            graph.fold_constants(fold_shapes=True, error_ok=True, size_threshold=FOLD_BYTES).cleanup()
         except Exception:  # folding is an optimization; an unfoldable graph still works
             pass
         _drop_identities(graph)
@@ -261,3 +419,9 @@ def initializer_value(proto: onnx.ModelProto, tensor: str) -> np.ndarray | None:
 def _first_line(e: Exception) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:300]
+
+
+def _one_line(e: Exception) -> str:
+    """The whole message on one line (onnx.checker puts the node it blames on the lines after the first)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:400]

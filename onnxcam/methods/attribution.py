@@ -16,7 +16,12 @@ QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle
 
 
 def quadrature_nodes(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes α in [0, 1] and weights of ∫₀¹ f(α) dα, with Captum's conventions."""
+    """Nodes α in [0, 1] and weights of ∫₀¹ f(α) dα, with Captum's conventions but one.
+
+    gausslegendre and riemann_left/right/middle are Captum's exactly. riemann_trapezoid is the trapezoid rule on
+    α = k/(n − 1): weights 1/(n − 1), halved at both ends, summing to 1. Captum's takes the same nodes with weights
+    1/n (halved ends), which sum to (n − 1)/n: its attributions are (n − 1)/n times these and miss completeness by
+    that factor."""
     if rule == "gausslegendre":
         xi, w = np.polynomial.legendre.leggauss(n)
         return (1 + xi) / 2, w / 2
@@ -75,27 +80,38 @@ def saliency(ex, x, targets, layer, score: str = "logit", batch_size: int | None
 @method("ig")
 def integrated_gradients(ex, x, targets, layer, steps: int = 50, baseline=0.0, quadrature: str = "gausslegendre",
                          score: str = "logit", batch_size: int | None = None):
-    """IG = (x − x') ⊙ Σ_i w_i ∇F(x' + α_i (x − x')); the gap Σ IG − (F(x) − F(x')) is reported."""
+    """IG = (x − x') ⊙ Σ_i w_i ∇F(x' + α_i (x − x')); the gap Σ IG − (F(x) − F(x')) is reported.
+
+    Rows: x itself first (its logits give the explained class and F(x)), then F(x') (one row when all images
+    share the baseline) and the n path points of every image in one stream: N·(n + 1) + 1 rows."""
     n = positive_int("steps", steps)
     base = baseline_like(baseline, x)
     alphas, weights = quadrature_nodes(quadrature, n)
-    ends = np.array([0.0, 1.0])
-    logits, chosen = _top1(ex, x, targets, score, batch_size)
-    points = np.concatenate([alphas, ends])  # the two ends give F(x') and F(x) for the completeness gap
-    s = len(points)
+    logits = np.concatenate([lg for _, lg, _ in input_gradients(ex, lambda r: x[r], len(x), targets, score, batch_size)])
+    chosen = np.where(targets < 0, logits.argmax(-1), targets)
+    y1 = np.array([score_of(logits[i], chosen[i], score) for i in range(len(x))])
+    shared = all(np.array_equal(base[0], base[i]) for i in range(1, len(x)))
+    b = 1 if shared else len(x)  # baseline rows come first, then row b + i·n + k is step k of image i
+    path = interpolate(x, base, alphas)
+
+    def rows(r):
+        return np.concatenate([base[r[r < b]], path(r[r >= b] - b)])
+
     total = np.zeros(x.shape, np.float64)
-    y = np.zeros((len(x), 2))
-    for rows, lg, g in input_gradients(ex, interpolate(x, base, points), len(x) * s, np.repeat(chosen, s), score,
-                                       batch_size):
-        i, k = np.divmod(rows, s)
-        inner = k < n
-        np.add.at(total, i[inner], g[inner] * weights[k[inner]].reshape(-1, 1, 1, 1))
-        for r in np.flatnonzero(~inner):
-            y[i[r], k[r] - n] = score_of(lg[r], chosen[i[r]], score)
+    y0 = np.zeros(len(x))
+    for r, lg, g in input_gradients(ex, rows, b + len(x) * n, np.concatenate([chosen[:b], np.repeat(chosen, n)]),
+                                    score, batch_size):
+        for q in np.flatnonzero(r < b):
+            for i in range(len(x)) if shared else [r[q]]:
+                y0[i] = score_of(lg[q], chosen[i], score)
+        i, k = np.divmod(r - b, n)
+        for image in np.unique(i[r >= b]):
+            on = (r >= b) & (i == image)
+            total[image] += np.tensordot(weights[k[on]], g[on], axes=1)
     attribution = (x - base) * total
-    gap = attribution.reshape(len(x), -1).sum(1) - (y[:, 1] - y[:, 0])
+    gap = attribution.reshape(len(x), -1).sum(1) - (y1 - y0)
     return attribution_explanation(ex, "ig", attribution, logits, chosen, completeness_gap=gap,
-                                   extras={"score_delta": y[:, 1] - y[:, 0], "quadrature": quadrature})
+                                   extras={"score_delta": y1 - y0, "quadrature": quadrature, "rows": len(x) * (n + 1) + b})
 
 
 @method("smoothgrad")

@@ -74,11 +74,12 @@ def rsi_gradcam(
             if k == m:
                 y1[i] = score_of(lg, chosen[i], score)
             prev_a[i], prev_g[i] = a, g
-    weights = (total_relu if grad_relu else total).mean(axis=(2, 3))
+    r = total_relu if grad_relu else total  # the Riemann–Stieltjes sum R (N, K, h, w) the weights average
+    weights = r.mean(axis=(2, 3))
     cam = relu(np.einsum("nk,nkhw->nhw", weights, grid) / grid.shape[1])
     gap = total.sum(axis=(1, 2, 3)) - (y1 - y0)
     return cam_explanation(ex, "rsi-gradcam", layer, cam, logits, chosen, completeness_gap=gap,
-                           extras={"score_delta": y1 - y0, "path": path, "steps": m})
+                           extras={"score_delta": y1 - y0, "path": path, "steps": m, "R": r})
 
 
 @method("integrated-gradcam")

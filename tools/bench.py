@@ -1,0 +1,677 @@
+"""Benchmark onnxcam against plain inference, pytorch-grad-cam, Captum and a one-step-at-a-time loop.
+
+Everything is measured side by side in one process (memory: one fresh subprocess per configuration),
+on the same machine, with the same thread count for PyTorch and ONNX Runtime:
+
+    python tools/bench.py                          # all sections, scaled to fit ~15 min on 2 cores
+    python tools/bench.py --only gradcam,rsi       # sections: gradcam, rsi, memory
+    python tools/bench.py --full                   # the full-size configuration (8 images everywhere; ~1 h on 2 cores)
+
+Model: torchvision ResNet-50 with seeded random weights (eval), legacy ONNX export (dynamic batch,
+opset 17, IR 8), cached in $TMPDIR/onnxcam-bench/. Inputs: seeded N(0, 1) images, 224×224.
+
+Threads: torch.set_num_threads(T); every ONNX Runtime session (the plain one and the ones onnxcam
+makes) gets intra_op_num_threads = T. onnxcam's sessions are made by onnxcam.engine.make_session,
+which already takes a `threads` argument that the engine does not pass yet; the bench rebinds
+onnxcam.engine.make_session to functools.partial(make_session, threads=T), in this process only.
+No onnxcam code is changed. (ORT's own default is one thread per physical core.)
+
+Timing: each configuration is warmed up (session creation, memory arenas, oneDNN primitives), then
+all configurations of a section run in interleaved rounds (so a change of machine load hits them
+alike) and the median of the rounds is reported, with the min–max range. ONNX Runtime's
+InferenceSession.run is wrapped by a timer, so onnxcam rows also show how much of their time is
+spent inside ORT and how much in Python (row building, accumulation in methods/path.py, maps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import functools
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SECTIONS = ("gradcam", "rsi", "profile", "memory")
+SEED = 0
+SIZE = 224
+# Captum LayerConductance peak RSS, measured here (ResNet-50, 224×224, 2 images): 5.1 GB at internal_batch_size 16,
+# 9.0 GB at 32, 9.6 GB at 64. A configuration is skipped when 1 GB + 150 MB × rows exceeds 70 % of MemAvailable.
+TORCH_BYTES_PER_ROW = 150e6
+
+
+# ---------------------------------------------------------------- timing and reporting
+
+
+class OrtTimer:
+    """Wraps onnxruntime's InferenceSession.run once; `total` is the seconds spent inside run()."""
+
+    total = 0.0
+    installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        if cls.installed:
+            return
+        from onnxruntime.capi.onnxruntime_inference_collection import InferenceSession
+
+        original = InferenceSession.run
+
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                cls.total += time.perf_counter() - t
+
+        InferenceSession.run = run
+        cls.installed = True
+
+
+@dataclass
+class Case:
+    name: str
+    run: Callable[[], object]
+    warmup: Callable[[], object] | None = None
+    scale: float = 1.0  # multiply measured times (e.g. loop timed on fewer images)
+    keep: bool = False  # keep what the last timed run returned (Captum's result holds its autograd graph: don't)
+    times: list[float] = field(default_factory=list)
+    ort: list[float] = field(default_factory=list)
+    result: object = None  # what the last timed run returned
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) * self.scale
+
+    @property
+    def span(self) -> str:
+        return f"{min(self.times) * self.scale:.2f}–{max(self.times) * self.scale:.2f}"
+
+    @property
+    def ort_share(self) -> float:
+        return statistics.median(o / t for o, t in zip(self.ort, self.times))
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def measure(cases: list[Case], repeats: int) -> None:
+    """Warm every case up, then run them in `repeats` interleaved rounds."""
+    for c in cases:
+        log(f"warm-up: {c.name}")
+        t = time.perf_counter()
+        (c.warmup or c.run)()
+        log(f"  {time.perf_counter() - t:.1f} s")
+        release_memory()
+    for r in range(repeats):
+        for c in cases:
+            o = OrtTimer.total
+            t = time.perf_counter()
+            result = c.run()
+            c.times.append(time.perf_counter() - t)  # untimed: dropping the result (Captum's frees its autograd graph)
+            c.result = result if c.keep else None
+            del result
+            c.ort.append(OrtTimer.total - o)
+            release_memory()
+            log(f"round {r + 1}/{repeats}: {c.name}: {c.times[-1]:.2f} s (ORT {c.ort[-1]:.2f} s)")
+
+
+def release_memory() -> None:
+    """Between timed runs (untimed): collect garbage and hand freed heap back to the OS, so the bench's
+    resident size between Captum runs (which peak at ~9 GB) does not squeeze the rest of a shared machine."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def ort_column(c: Case) -> str:
+    return f"{100 * c.ort_share:.0f} %" if any(c.ort) else "–"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------- machine, model, inputs
+
+
+def machine(threads: int) -> str:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+        mem = f"{kb / 2**20:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    from importlib.metadata import version
+
+    import captum
+
+    return table(
+        ["machine", ""],
+        [
+            ["CPU", f"{cpu}, {os.cpu_count()} logical cores"],
+            ["memory", mem],
+            ["threads", f"torch.set_num_threads({threads}); ORT intra_op_num_threads={threads} (every session)"],
+            ["python", platform.python_version()],
+            ["onnxruntime", f"{ort.__version__} (CPUExecutionProvider)"],
+            ["torch / torchvision", f"{torch.__version__} / {version('torchvision')}"],
+            ["onnx", onnx.__version__],
+            ["grad-cam / captum", f"{version('grad-cam')} / {captum.__version__}"],
+            ["load average at start", loadavg()],
+        ],
+    )
+
+
+def torch_model():
+    import torch
+    import torchvision
+
+    torch.manual_seed(SEED)
+    return torchvision.models.resnet50(weights=None).eval()
+
+
+def exported_model(cache: Path) -> Path:
+    """ResNet-50 (seeded random weights), legacy exporter, dynamic batch, opset 17, IR 8; cached."""
+    import onnx
+    import torch
+
+    path = cache / f"resnet50_seed{SEED}_opset17_ir8.onnx"
+    if path.exists():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    log(f"exporting ResNet-50 to {path}")
+    tmp = path.with_suffix(".tmp")
+    torch.onnx.export(
+        torch_model(), torch.zeros(1, 3, SIZE, SIZE), str(tmp), dynamo=False, opset_version=17,
+        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
+    proto = onnx.load(str(tmp))
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def images(n: int) -> np.ndarray:
+    return np.random.default_rng(SEED).standard_normal((n, 3, SIZE, SIZE), dtype=np.float32)
+
+
+def ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnxcam_explainer(path: Path, threads: int):
+    """An Explainer whose sessions get `threads` intra-op threads (see the module docstring)."""
+    import onnxcam
+    import onnxcam.engine
+    from onnxcam.runtime import make_session
+
+    if threads:
+        onnxcam.engine.make_session = functools.partial(make_session, threads=threads)
+    return onnxcam.Explainer(str(path), device="cpu")
+
+
+# ---------------------------------------------------------------- reference loop (torch)
+
+
+def reference_loop(model, layer, x, targets, steps: int) -> np.ndarray:
+    """The reference code's one-step-at-a-time loop, written straightforwardly in torch: for each image
+    and each i = 0..m, forward x_i = (i/m)·x (black baseline 0), take ∂softmax_c/∂A with autograd,
+    add ½(ReLU(G_{i−1}) + ReLU(G_i))·(A_i − A_{i−1}); w_k = mean_ij R^k, cam = ReLU(mean_k w_k A^k(x))."""
+    import torch
+
+    store = {}
+    hook = layer.register_forward_hook(lambda module, inputs, output: store.__setitem__("a", output))
+    cams = []
+    try:
+        for img, c in zip(x, targets):
+            total, prev_a, prev_g = 0.0, None, None
+            for i in range(steps + 1):
+                xi = (i / steps) * torch.from_numpy(img[None])
+                prob = torch.softmax(model(xi), dim=-1)[0, int(c)]
+                a = store["a"]
+                (g,) = torch.autograd.grad(prob, a)
+                a, g = a.detach()[0], torch.relu(g[0])
+                if prev_a is not None:
+                    total = total + 0.5 * (prev_g + g) * (a - prev_a)
+                prev_a, prev_g = a, g
+            w = total.mean(dim=(1, 2))
+            cams.append(torch.relu((w[:, None, None] * prev_a).mean(0)).numpy())
+    finally:
+        hook.remove()
+    return np.stack(cams)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def section_gradcam(args, path: Path, out: list[str]) -> None:
+    import torch
+    from pytorch_grad_cam import GradCAM
+
+    n = args.images
+    x = images(n)
+    xt = torch.from_numpy(x)
+    plain = ort_session(path, args.threads)
+    ex = onnxcam_explainer(path, args.threads)
+    model = torch_model()
+    pgc = GradCAM(model=model, target_layers=[model.layer4[-1]])
+
+    logits_ort = plain.run(None, {"input": x})[0]
+    with torch.no_grad():
+        logits_torch = model(xt).numpy()
+    ours = ex.explain(x, method="gradcam")
+    theirs = pgc(input_tensor=xt, targets=None)
+
+    cases = [
+        Case("plain ORT inference (original model)", lambda: plain.run(None, {"input": x})),
+        Case('onnxcam Grad-CAM: explain(x, method="gradcam")', lambda: ex.explain(x, method="gradcam")),
+        Case("pytorch-grad-cam GradCAM(model, [model.layer4[-1]])", lambda: pgc(input_tensor=xt, targets=None)),
+    ]
+    measure(cases, args.repeats)
+    plain_c, ours_c, theirs_c = cases
+    rows = [
+        [c.name, f"{c.median:.3f}", c.span, f"{c.median / plain_c.median:.2f}×", ort_column(c)]
+        for c in cases
+    ]
+    ratio_plain = ours_c.median / plain_c.median
+    ratio_pgc = theirs_c.median / ours_c.median
+    out.append(f"### 1a. Grad-CAM — ResNet-50, batch {n}, {SIZE}×{SIZE}, layer4 output\n")
+    out.append(f"onnxcam layer (auto): `{ex.layer.name}`; median of {args.repeats} warm runs.\n")
+    out.append(table(["configuration", "median s", "min–max s", "÷ plain inference", "time in ORT run()"], rows))
+    out.append("")
+    out.append(
+        table(
+            ["ratio", "value", "target", "met"],
+            [
+                ["onnxcam Grad-CAM ÷ plain inference", f"{ratio_plain:.2f}×", "≤ 1.3×", _yes(ratio_plain <= 1.3)],
+                ["pytorch-grad-cam ÷ onnxcam Grad-CAM", f"{ratio_pgc:.2f}×", "≥ 5×", _yes(ratio_pgc >= 5)],
+            ],
+        )
+    )
+    out.append(
+        f"\nChecks: max |logits ORT − torch| = {np.abs(logits_ort - logits_torch).max():.2e}; "
+        f"max |heatmap onnxcam − pytorch-grad-cam| = {np.abs(ours.heatmap - theirs).max():.2e}.\n"
+    )
+
+
+def section_rsi(args, path: Path, out: list[str]) -> None:
+    import torch
+    from captum.attr import LayerConductance
+
+    from onnxcam.engine import DEFAULT_BATCH
+
+    n, m = args.path_images, args.steps
+    rows_total = n * (m + 1)
+    x = images(n)
+    xt = torch.from_numpy(x)
+    plain = ort_session(path, args.threads)
+    ex = onnxcam_explainer(path, args.threads)
+    model = torch_model()
+    targets = plain.run(None, {"input": x})[0].argmax(-1)
+    targets_t = torch.from_numpy(targets)
+
+    def rsi(bs):
+        options = {} if bs is None else {"batch_size": bs}
+        return lambda: ex.explain(x, method="rsi-gradcam", steps=m, **options)
+
+    def rsi_warmup(bs):  # session + arena for chunks of bs rows: one image, steps so that rows = bs
+        b = bs or DEFAULT_BATCH
+        return lambda: ex.explain(x[:1], method="rsi-gradcam", steps=max(1, b - 1), batch_size=b)
+
+    sweep = sorted({DEFAULT_BATCH, *args.batch_sizes})
+    ox = [Case(f"onnxcam rsi-gradcam, batch_size={bs}" + (" (default)" if bs == DEFAULT_BATCH else ""),
+               rsi(None if bs == DEFAULT_BATCH else bs), rsi_warmup(bs), keep=bs == DEFAULT_BATCH) for bs in sweep]
+
+    lc = LayerConductance(model, model.layer4[-1])
+    gc.collect()
+    available = _mem_available()
+    captum_cases, skipped = [], []
+    for spec in args.captum_batch_sizes:
+        ibs = rows_total if spec == "all" else int(spec)
+        need = 1e9 + ibs * TORCH_BYTES_PER_ROW
+        if available and need > 0.7 * available:
+            skipped.append(f"internal_batch_size={ibs} (≈{need / 1e9:.0f} GB of autograd activations, "
+                           f"{available / 1e9:.0f} GB available)")
+            continue
+        label = f"Captum LayerConductance, n_steps={m}, internal_batch_size={ibs}" + (" (all rows)" if spec == "all" else "")
+        call = functools.partial(lc.attribute, xt, baselines=0.0, target=targets_t, n_steps=m, internal_batch_size=ibs)
+        warm = functools.partial(lc.attribute, xt, baselines=0.0, target=targets_t,
+                                 n_steps=max(1, min(m, ibs // n - 1)), internal_batch_size=ibs)
+        captum_cases.append(Case(label, call, warm))
+
+    ln = min(args.loop_images, n)
+    loop = Case(
+        f"reference one-step-at-a-time loop (torch, batch 1), timed on {ln} image(s) × {n / ln:g}",
+        lambda: reference_loop(model, model.layer4[-1], x[:ln], targets[:ln], m),
+        lambda: reference_loop(model, model.layer4[-1], x[:1], targets[:1], 1),
+        scale=n / ln,
+        keep=True,
+    )
+    cases = [*ox, *captum_cases, loop]
+    log(f"rsi: {n} images × {m + 1} points = {rows_total} rows per call; {len(cases)} configurations")
+
+    measure(cases, args.repeats)
+
+    default = next(c for c in ox if "(default)" in c.name)
+    ref = loop.result  # check: onnxcam's default RSI-Grad-CAM equals the reference loop
+    rel = np.abs(default.result.cam[:ln] - ref).max() / max(np.abs(ref).max(), 1e-12)
+    best = min(ox, key=lambda c: c.median)
+    best_captum = min(captum_cases, key=lambda c: c.median) if captum_cases else None
+    plain_row = _plain_per_row(plain, args)
+    rows = []
+    for c in cases:
+        rows.append([
+            c.name, f"{c.median:.2f}", c.span, f"{c.median / rows_total * 1e3:.0f}", ort_column(c),
+            f"{c.median / default.median:.2f}×", f"{c.median / best.median:.2f}×",
+        ])
+    out.append(f"### 1b. RSI-Grad-CAM — ResNet-50, {n} images × {m} steps ({m + 1} points) = {rows_total} rows, "
+               f"{SIZE}×{SIZE}\n")
+    out.append(
+        f"onnxcam: default options (input-space path, trapezoid, prob score, ReLU on G); median of {args.repeats} "
+        f"warm runs. Captum: LayerConductance(model, model.layer4[-1]), baselines 0, top-1 targets, default "
+        f"method (gausslegendre; it evaluates {m + 1} points, plus one overlapping point per extra internal batch). "
+        f"Plain ORT inference of the original model costs {plain_row * 1e3:.0f} ms per row at batch 8: "
+        f"{plain_row * rows_total:.1f} s for {rows_total} rows — the floor for any input-space path method.\n"
+    )
+    out.append(table(["configuration", "median s", "min–max s", "ms / row", "time in ORT run()",
+                      "÷ onnxcam default", "÷ onnxcam best"], rows))
+    if skipped:
+        out.append("\nSkipped (would not fit in memory): " + "; ".join(skipped) + ".")
+    ratios = []
+    for label, ref_case in ([("best Captum LayerConductance", best_captum)] if best_captum else []) + [("reference loop", loop)]:
+        target = 1.8 if ref_case is not loop else 5.0
+        for which, ours_c in (("default", default), ("best", best)):
+            r = ref_case.median / ours_c.median
+            ratios.append([f"{label} ÷ onnxcam {which} ({_bs(ours_c)})", f"{r:.2f}×", f"≥ {target:g}×", _yes(r >= target)])
+    out.append("")
+    out.append(table(["ratio", "value", "target", "met"], ratios))
+    out.append(
+        f"\nBest onnxcam batch_size: {_bs(best)} ({best.median:.2f} s); default {DEFAULT_BATCH} ({default.median:.2f} s). "
+        f"Check: onnxcam rsi-gradcam cam vs the reference loop on {ln} image(s): max relative difference {rel:.1e}.\n"
+    )
+
+
+def section_profile(args, path: Path, out: list[str]) -> None:
+    """Where RSI-Grad-CAM's time goes: its graph vs the plain model at equal rows, and per-op ORT time."""
+    import onnxruntime as ort
+
+    from onnxcam.surgery import TARGET, explainer_graph
+
+    bs = args.profile_batch
+    x = images(bs)
+    target = np.full(bs, -1, np.int64)
+    plain = ort_session(path, args.threads)
+    ex = onnxcam_explainer(path, args.threads)
+    layer = ex.layer.name
+    graph = ex.graph((layer,), "prob", expose=(layer,))  # the session explain(method="rsi-gradcam") streams through
+    feed = {ex.model.image_input: x, TARGET: target}
+    cases = [
+        Case(f"plain ORT inference, {bs} rows", lambda: plain.run(None, {"input": x})),
+        Case(f"onnxcam RSI-Grad-CAM graph (prob score, A and ∂p/∂A out), {bs} rows", lambda: graph.session.run(None, feed)),
+    ]
+    measure(cases, args.repeats)
+    a = cases[0]
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "onnxcam-bench-profile")
+    proto = explainer_graph(ex.model, [layer], "prob", (layer,))
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session.run(None, feed)
+    session.run(None, feed)
+    trace = Path(session.end_profiling())
+    events = [e for e in json.loads(trace.read_text()) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    trace.unlink()
+    runs = 2
+    added = sum(e["dur"] for e in events if e["name"].startswith(("onnxcam", "grad_seed"))) / runs / 1e6
+    total = sum(e["dur"] for e in events) / runs / 1e6
+    by_op: dict[str, float] = {}
+    for e in events:
+        op = e.get("args", {}).get("op_name", "?")
+        by_op[op] = by_op.get(op, 0.0) + e["dur"] / runs / 1e6
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:5]
+
+    out.append(f"### 1c. Profile — where RSI-Grad-CAM's time goes (ResNet-50, {bs} rows per run)\n")
+    out.append(table(
+        ["configuration", "median s", "min–max s", "ms / row", "÷ plain"],
+        [[c.name, f"{c.median:.3f}", c.span, f"{c.median / bs * 1e3:.0f}", f"{c.median / a.median:.2f}×"] for c in cases],
+    ))
+    out.append(
+        f"\nORT per-node profile of the same graph ({runs} runs of {bs} rows): kernels {total:.2f} s per run, of which "
+        f"{added * 1e3:.1f} ms ({100 * added / total:.2f} %) in the nodes onnxcam adds (target seed, softmax, "
+        f"backward to the layer); top op types: " + ", ".join(f"{op} {100 * t / total:.0f} %" for op, t in top) + ".\n"
+    )
+
+
+def _plain_per_row(plain, args) -> float:
+    """Plain inference, batch 8: median seconds per row (3 warm runs)."""
+    x = images(8)
+    plain.run(None, {"input": x})
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        plain.run(None, {"input": x})
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) / 8
+
+
+def _bs(c: Case) -> str:
+    return c.name.split(", ", 1)[1]
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _mem_available() -> float:
+    try:
+        line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemAvailable"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def section_memory(args, path: Path, out: list[str]) -> None:
+    n = args.memory_images
+    results = []
+    for steps in args.memory_steps:
+        for bs in args.memory_batch_sizes:
+            log(f"memory: {n} images, steps {steps}, batch_size {bs} (fresh process)")
+            cmd = [sys.executable, __file__, "--memory-child", str(path), str(n), str(steps), str(bs), str(args.threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"memory child failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            log(f"  run peak {r['run_peak_mb']:.0f} MB (before {r['before_mb']:.0f}), process peak {r['peak_mb']:.0f} MB, "
+                f"{r['seconds']:.1f} s")
+            results.append(r)
+    rows = [
+        [str(r["steps"]), str(r["batch_size"]), str(r["images"] * (r["steps"] + 1)), f"{r['load_peak_mb']:.0f}",
+         f"{r['setup_peak_mb']:.0f}", f"{r['before_mb']:.0f}", f"{r['run_peak_mb']:.0f}",
+         f"{r['run_peak_mb'] - r['before_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['seconds']:.1f}"]
+        for r in results
+    ]
+    out.append(f"### 2. Peak memory — RSI-Grad-CAM, ResNet-50, {n} images, {SIZE}×{SIZE}\n")
+    out.append(
+        "One fresh process per configuration: onnxcam + onnxruntime only "
+        f"(torch imported: {'yes' if any(r['torch_imported'] for r in results) else 'no'}). "
+        "Memory is read from /proc/self/status (VmRSS, VmHWM), not ru_maxrss: a child's ru_maxrss "
+        "inherits the high-water mark of the process it was forked from (the bench, with torch loaded). "
+        "'load peak' = VmHWM after Explainer(model); 'setup peak' = VmHWM after a 2-row call that builds the "
+        "gradient graph and its session; then VmHWM is reset (clear_refs) and the measured call "
+        "explain(x, method=\"rsi-gradcam\", steps, batch_size) runs: 'RSS before', 'run peak', their difference; "
+        "'process peak' = the highest VmHWM of the whole process.\n"
+    )
+    out.append(table(["steps", "batch_size", "rows", "load peak MB", "setup peak MB", "RSS before MB", "run peak MB",
+                      "run peak − before MB", "process peak MB", "run s"], rows))
+    grow = {(r["steps"], r["batch_size"]): r["run_peak_mb"] - r["before_mb"] for r in results}
+    peak = {(r["steps"], r["batch_size"]): r["peak_mb"] for r in results}
+
+    def listed(values, unit=" MB"):
+        return ", ".join(f"{v:.0f}" for v in values) + unit
+
+    lines = []
+    for bs in args.memory_batch_sizes:
+        g = [grow[(s, bs)] for s in args.memory_steps]
+        q = [peak[(s, bs)] for s in args.memory_steps]
+        lines.append(f"batch_size {bs}, steps {', '.join(map(str, args.memory_steps))}: run growth {listed(g)}, "
+                     f"process peak {listed(q)} (spread {max(q) - min(q):.0f} MB)")
+    for s in args.memory_steps:
+        g = [grow[(s, bs)] for bs in args.memory_batch_sizes]
+        q = [peak[(s, bs)] for bs in args.memory_batch_sizes]
+        lines.append(f"steps {s}, batch_size {', '.join(map(str, args.memory_batch_sizes))}: run growth {listed(g)}, "
+                     f"process peak {listed(q)}")
+    out.append("\n" + "\n".join(f"- {x}" for x in lines) + "\n")
+
+
+def _vm(field_name: str) -> float:
+    """VmRSS / VmHWM of this process in MB (VmHWM, unlike ru_maxrss, is not inherited across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"no {field_name} in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0: echo 5 > /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(path: str, n: int, steps: int, bs: int, threads: int) -> None:
+    x = images(n)
+    ex = onnxcam_explainer(Path(path), threads)
+    load_peak = _vm("VmHWM")
+    ex.explain(x[:1], method="rsi-gradcam", steps=1, batch_size=bs)  # graph surgery + session: 2 rows only
+    setup_peak = _vm("VmHWM")
+    before = _vm("VmRSS")
+    reset = _reset_peak()
+    t = time.perf_counter()
+    ex.explain(x, method="rsi-gradcam", steps=steps, batch_size=bs)
+    seconds = time.perf_counter() - t
+    run_peak = _vm("VmHWM")
+    print(json.dumps({"images": n, "steps": steps, "batch_size": bs, "load_peak_mb": load_peak, "setup_peak_mb": setup_peak,
+                      "before_mb": before, "run_peak_mb": run_peak if reset else float("nan"),
+                      "peak_mb": max(setup_peak, run_peak), "seconds": seconds, "torch_imported": "torch" in sys.modules}))
+
+
+# ---------------------------------------------------------------- main
+
+
+def ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--full", action="store_true",
+                   help="full-size configuration: --path-images 8 --loop-images 2 --memory-images 8 "
+                        "--captum-batch-sizes 16,64,all (slow)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and ORT intra-op threads (default: all cores)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds per configuration, after one warm-up (≥ 3)")
+    p.add_argument("--images", type=int, default=8, help="Grad-CAM batch (default 8)")
+    p.add_argument("--steps", type=int, default=50, help="RSI-Grad-CAM steps m (m + 1 points; default 50)")
+    p.add_argument("--path-images", type=int, default=2, help="images for the RSI section (default 2; --full: 8)")
+    p.add_argument("--batch-sizes", type=ints, default=[8, 16, 32, 64], help="onnxcam batch_size sweep (rows per ORT run)")
+    p.add_argument("--captum-batch-sizes", default="16,64",
+                   help="Captum internal_batch_size values; 'all' = every row in one batch (skipped if it cannot fit)")
+    p.add_argument("--loop-images", type=int, default=1, help="images the reference loop is timed on (scaled linearly)")
+    p.add_argument("--profile-batch", type=int, default=16, help="rows per run in the profile section (default 16)")
+    p.add_argument("--memory-images", type=int, default=1, help="images for the memory section (default 1; --full: 8)")
+    p.add_argument("--memory-steps", type=ints, default=[50, 200])
+    p.add_argument("--memory-batch-sizes", type=ints, default=[8, 32])
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "onnxcam-bench", help="export cache dir")
+    p.add_argument("--output", type=Path, help="also write the markdown report to this file")
+    p.add_argument("--memory-child", nargs=5, metavar=("MODEL", "N", "STEPS", "BS", "THREADS"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.memory_child:
+        model, n, steps, bs, threads = args.memory_child
+        memory_child(model, int(n), int(steps), int(bs), int(threads))
+        return
+    if args.full:
+        args.path_images, args.loop_images, args.memory_images = 8, 2, 8
+        args.captum_batch_sizes = "16,64,all"
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if args.repeats < 3:
+        p.error("--repeats must be at least 3 (the report is a median)")
+    args.captum_batch_sizes = [v.strip() for v in args.captum_batch_sizes.split(",") if v.strip()]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    OrtTimer.install()
+    start = time.perf_counter()
+    out = [
+        "## Results\n",
+        f"Command: `python tools/bench.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip() + "\n",
+        machine(args.threads),
+        "",
+    ]
+    path = exported_model(args.cache)
+    sections = {"gradcam": section_gradcam, "rsi": section_rsi, "profile": section_profile, "memory": section_memory}
+    for name in SECTIONS:
+        if name in only:
+            log(f"section {name}")
+            sections[name](args, path, out)
+            gc.collect()
+    out.append(f"Total bench time: {(time.perf_counter() - start) / 60:.1f} min; load average at end: {loadavg()}.\n")
+    report = "\n".join(out)
+    print(report)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
