@@ -94,7 +94,17 @@ def auto_layer(model: Model) -> Layer:
     layer = usable[-1]
     while layer.op in _PASS_THROUGH and producers[layer.name].input[0] in by_name:
         layer = by_name[producers[layer.name].input[0]]
+    if layer.class_tokens:
+        return _last_attention_input(usable) or layer
     return layer
+
+
+def _last_attention_input(usable: list[Layer]) -> Layer | None:
+    """With a class token (ViT), only attention mixes the patch tokens into the score: after the last
+    block's attention every patch gradient is zero. So take the last block's first norm (pytorch-grad-cam's
+    `blocks[-1].norm1`): the third-last token LayerNormalization (ln_1, ln_2, final norm)."""
+    norms = [x for x in usable if x.op == "LayerNormalization" and x.layout == "NTD"]
+    return norms[-3] if len(norms) >= 3 else None
 
 
 def _ancestors(model: Model, tensor: str) -> set[str]:
