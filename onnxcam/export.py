@@ -272,7 +272,9 @@ class _Export:
         return self._base
 
     def _baseline_value(self) -> np.ndarray:
-        b = np.asarray(self.opts["baseline"], np.float32)
+        from .methods.common import baseline_value
+
+        b = np.asarray(baseline_value(self.m, self.opts["baseline"]), np.float32)
         image = (1, *self.m.input_shape[1:])
         try:
             np.broadcast_shapes(b.shape, image)

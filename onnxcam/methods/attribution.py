@@ -85,7 +85,7 @@ def integrated_gradients(ex, x, targets, layer, steps: int = 50, baseline=0.0, q
     Rows: x itself first (its logits give the explained class and F(x)), then F(x') (one row when all images
     share the baseline) and the n path points of every image in one stream: N·(n + 1) + 1 rows."""
     n = positive_int("steps", steps)
-    base = baseline_like(baseline, x)
+    base = baseline_like(baseline, x, ex.model)
     alphas, weights = quadrature_nodes(quadrature, n)
     logits = np.concatenate([lg for _, lg, _ in input_gradients(ex, lambda r: x[r], len(x), targets, score, batch_size)])
     chosen = np.where(targets < 0, logits.argmax(-1), targets)

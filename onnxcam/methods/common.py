@@ -33,10 +33,33 @@ def batch_rows(batch_size) -> int:
     return positive_int("batch_size", DEFAULT_BATCH if batch_size is None else batch_size, 4096)
 
 
-def baseline_like(baseline, x: np.ndarray) -> np.ndarray:
-    """A baseline broadcast to x (scalar or array, in the model's input space)."""
+def black_image(model) -> np.ndarray:
+    """A black image through the model's normalization: (0 − mean)/std, from the model's onnxcam.mean/std
+    metadata, else ImageNet's (the RSI-Grad-CAM authors' baseline)."""
+    from ..image import IMAGENET_MEAN, IMAGENET_STD
+
+    props = {p.key: p.value for p in model.proto.metadata_props}
+
+    def floats(key, default):
+        return np.asarray([float(v) for v in props[key].split(",")] if key in props else default, np.float32)
+
+    value = -floats("onnxcam.mean", IMAGENET_MEAN) / floats("onnxcam.std", IMAGENET_STD)
+    return value.reshape(-1, 1, 1) if model.layout == "NCHW" else value
+
+
+def baseline_value(model, baseline):
+    """A baseline option as an array: a number, an array in the model's input space, or "black"."""
+    if isinstance(baseline, str):
+        if baseline != "black":
+            raise OnnxcamError(f"baseline must be a number, an array or 'black'; got {baseline!r}")
+        return black_image(model)
+    return baseline
+
+
+def baseline_like(baseline, x: np.ndarray, model=None) -> np.ndarray:
+    """A baseline broadcast to x (scalar, array in the model's input space, or "black")."""
     try:
-        b = np.broadcast_to(np.asarray(baseline, np.float32), x.shape)
+        b = np.broadcast_to(np.asarray(baseline_value(model, baseline), np.float32), x.shape)
     except ValueError:
         raise OnnxcamError(f"baseline of shape {np.shape(baseline)} does not broadcast to input {x.shape}") from None
     if not np.isfinite(b).all():
@@ -57,8 +80,9 @@ def heatmaps(cam: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
     for one layer): it restores max = 1 lost to interpolation and to the absolute 1e-7 of tiny-valued maps."""
     flat = [i for i in range(len(cam)) if not np.isfinite(cam[i]).all() or np.ptp(cam[i]) == 0]
     if flat:
+        why = "not finite" if not np.isfinite(cam[flat[0]]).all() else "no signal"
         raise OnnxcamError(
-            f"{method} map of image {flat[0]} is constant ({'not finite' if not np.isfinite(cam[flat[0]]).all() else 'no signal'}): "
+            f"{method} map of image {flat[0]} is constant ({why}): "
             "the gradients vanish at this layer for this class; try another layer, target or method"
         )
     scaled = normalize_maps(cam.astype(np.float32))

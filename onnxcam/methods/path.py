@@ -34,7 +34,7 @@ def interpolate(x: np.ndarray, base: np.ndarray, alphas: np.ndarray):
 
 @method("rsi-gradcam")
 def rsi_gradcam(
-    ex, x, targets, layer, steps: int = 50, baseline=0.0, score: str = "prob", grad_relu: bool = True,
+    ex, x, targets, layer, steps: int = 50, baseline="black", score: str = "prob", grad_relu: bool = True,
     path: str = "input", rule: str = "trapezoid", batch_size: int | None = None,
 ):
     """R = Σ_i ½(G_{i−1} + G_i) ⊙ (A_i − A_{i−1}) along x_i = x' + (i/m)(x − x'); w_k = mean_ij R^k;
@@ -42,7 +42,7 @@ def rsi_gradcam(
     m = positive_int("steps", steps)
     if path not in ("input", "activation") or rule not in ("trapezoid", "left"):
         raise OnnxcamError(f"path must be 'input' or 'activation' and rule 'trapezoid' or 'left'; got {path!r}, {rule!r}")
-    base = baseline_like(baseline, x)
+    base = baseline_like(baseline, x, ex.model)
     logits, chosen, acts, _ = layer_pass(ex, x, targets, layer, score, batch_size, grid=False)
     alphas = np.linspace(0.0, 1.0, m + 1)
     n, s = len(x), m + 1
@@ -87,7 +87,7 @@ def integrated_gradcam(ex, x, targets, layer, steps: int = 50, baseline=0.0, sco
                        batch_size: int | None = None):
     """L = Σ_{m<M} ReLU(Σ_k A^k(x_m) · mean_ij ∂y/∂A^k_ij(x_m)), x_m = x' + (m/M)(x − x') (left Riemann sum)."""
     m = positive_int("steps", steps)
-    base = baseline_like(baseline, x)
+    base = baseline_like(baseline, x, ex.model)
     logits, chosen, acts, _ = layer_pass(ex, x, targets, layer, score, batch_size)
     total = np.zeros((len(x), *acts.shape[2:]), np.float64)
     alphas = np.arange(m) / m
