@@ -345,7 +345,8 @@ def test_rsi_gradcam_matches_torch_other_layers(request, where):
     else:
         s, black = efficientnet_block5(request.getfixturevalue("zoo_export")), (-IMAGENET[0] / IMAGENET[1])[:, None, None]
     check_export(s)
-    # methods.md's baseline: a black image through the model's preprocessing (onnxcam's default is 0 = mid-gray here)
+    # methods.md's baseline: a black image through the model's preprocessing (given explicitly: these are not
+    # the demo's normalization, which onnxcam's default "black" reads from the model's metadata)
     got = s.explain("rsi-gradcam", target=None, steps=8, baseline=black)
     cam, r, _, _ = torch_rsi(s, got.target, 8, black)
     assert_cam_matches(got, cam, f"rsi-gradcam {where} steps 8")
@@ -359,7 +360,7 @@ def test_rsi_gradcam_matches_torch_demo(demo, options):
     s = reduced(demo, 2 if options else 1)
     steps = 8 if options else 50
     got = s.explain("rsi-gradcam", target=None, **({"steps": 8} if options else {}), **options)
-    ref_options = dict(score="prob", grad_relu=True, rule="trapezoid", baseline=0.0) | options
+    ref_options = dict(score="prob", grad_relu=True, rule="trapezoid", baseline=-1.0) | options  # demo black = -1
     cam, r, y0, y1 = torch_rsi(s, got.target, steps, **ref_options)
     assert_cam_matches(got, cam, f"rsi-gradcam demo {options or 'defaults, 50 steps'}")
     assert rel(got.extras["R"], r) <= CAM_RTOL
@@ -387,14 +388,14 @@ def test_rsi_without_grad_relu_left_rule_is_captum_layer_conductance(demo):
     s, steps = reduced(demo), 8
     got = s.explain("rsi-gradcam", target=None, steps=steps, grad_relu=False, rule="left")
     conductance = LayerConductance(lambda z: s.torch(z).softmax(-1), s.module)
-    r, delta = conductance.attribute(torch.from_numpy(s.x), baselines=0.0, target=got.target.tolist(), n_steps=steps,
+    r, delta = conductance.attribute(torch.from_numpy(s.x), baselines=-1.0, target=got.target.tolist(), n_steps=steps,
                                      method="riemann_trapezoid", return_convergence_delta=True)
     r, delta = r.detach().double().numpy(), delta.detach().double().numpy()
     err = rel(got.extras["R"], r)
     print(f"\nR vs Captum LayerConductance: max rel err {err:.1e}; completeness gap {got.completeness_gap} vs {delta}")
     assert err <= CAM_RTOL
     np.testing.assert_allclose(got.completeness_gap, delta, rtol=1e-3, atol=1e-4 * np.abs(got.extras["score_delta"]).max())
-    cam, _, _, _ = torch_rsi(s, got.target, steps, 0.0, grad_relu=False, rule="left")
+    cam, _, _, _ = torch_rsi(s, got.target, steps, -1.0, grad_relu=False, rule="left")  # the demo's black image
     assert_cam_matches(got, cam, "rsi-gradcam no ReLU on G, left rule")
 
 
@@ -402,7 +403,7 @@ def test_rsi_completeness_gap_shrinks_with_steps(demo):
     """Without the ReLU on G, Σ R ≈ y(x) − y(x'): the gap is small against the score change and falls with m."""
     gaps = {}
     for steps in (4, 32):
-        res = reduced(demo).explain("rsi-gradcam", target=None, steps=steps, grad_relu=False)
+        res = reduced(demo).explain("rsi-gradcam", target=None, steps=steps, grad_relu=False, baseline=0.0)
         gaps[steps] = np.abs(res.completeness_gap) / np.abs(res.extras["score_delta"])
     print(f"\nrelative completeness gap: {gaps}")
     assert (gaps[32] < 0.05).all() and (gaps[32] < gaps[4]).all(), gaps
