@@ -220,8 +220,8 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
         "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": ex.layer.name,
         "methods": methods, "target": target, "steps": steps, "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
     }))
-    records = outputs.read_records(out)
-    todo = [p for p in paths if not outputs.is_complete(out, p, stems[p], methods, settings, records)]
+    recorded = outputs.recorded_images(outputs.read_records(out), settings)
+    todo = [p for p in paths if not outputs.is_complete(out, p, stems[p], methods, recorded)]
     if len(todo) < len(paths):
         click.echo(f"skipping {len(paths) - len(todo)} image(s) already explained in {out}/ with these settings",
                    err=True)

@@ -100,11 +100,14 @@ def read_records(out: Path) -> list[dict]:
     return records
 
 
-def is_complete(out: Path, image: Path, stem: str, methods, settings: dict, records: list[dict]) -> bool:
-    """All files of the image exist and results.jsonl has its record for these settings."""
-    key = os.path.abspath(image)
-    return (any(r.get("settings") == settings and os.path.abspath(str(r.get("image", ""))) == key for r in records)
-            and all((out / name).is_file() for name in planned_files(stem, methods)))
+def recorded_images(records: list[dict], settings: dict) -> set[str]:
+    """Absolute paths of the images results.jsonl has a record of for these settings."""
+    return {os.path.abspath(str(r.get("image", ""))) for r in records if r.get("settings") == settings}
+
+
+def is_complete(out: Path, image: Path, stem: str, methods, recorded: set[str]) -> bool:
+    """All files of the image exist and results.jsonl has its record (see recorded_images)."""
+    return os.path.abspath(image) in recorded and all((out / name).is_file() for name in planned_files(stem, methods))
 
 
 def append_record(out: Path, record: dict) -> None:

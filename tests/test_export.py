@@ -194,9 +194,11 @@ def resnet(tmp_path_factory) -> Suite:
     model = resnet18(folder / "resnet18.onnx")
     x = np.random.default_rng(0).standard_normal((3, 3, 112, 112)).astype(np.float32)
     cases = {k: (k, v) for k, v in CASES.items()}
+    # random weights: from the default black baseline the probability path is flat and the RSI map constant
+    cases["rsi-gradcam"] = ("rsi-gradcam", {**CASES["rsi-gradcam"], "baseline": 0.0})
     ex = onnxcam.Explainer(str(model))
     mid = [name for name in ex.layers if "layer3" in name][-1]  # 7×7 map: the backward pass crosses layer4
-    cases["rsi-gradcam@layer3"] = ("rsi-gradcam", {"steps": 3, "layer": mid})
+    cases["rsi-gradcam@layer3"] = ("rsi-gradcam", {"steps": 3, "layer": mid, "baseline": 0.0})
     cases["gradcam@layer3"] = ("gradcam", {"layer": mid})
     return Suite(model, x, cases, folder, levels=LEVELS[:1])
 
