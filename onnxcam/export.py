@@ -16,7 +16,6 @@ numpy happens inside the graph, so a stock ONNX Runtime (or Triton) serves expla
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -197,7 +196,6 @@ class _Export:
         score = score_tensor(net, proto, self.opts.get("score", "logit"))
         wrt = self.layer.name if self.layer is not None else net.image_input
         proto = build_gradients(proto, [wrt], score)
-        _share_derived_weights(proto, e)
         g = proto.graph
 
         x = m.image_input
@@ -490,53 +488,6 @@ def _rename(proto: onnx.ModelProto, names: dict[str, str]) -> None:
         node.output[:] = [names.get(o, o) for o in node.output]
     for vi in [*g.input, *g.output, *g.value_info]:
         vi.name = names.get(vi.name, vi.name)
-
-
-def _flipped(w: np.ndarray, group: int) -> np.ndarray:
-    """The weights of the Conv that computes a stride-1 Conv's input gradient: in/out channels swapped per group,
-    kernel flipped (autodiff.rules.linear.conv materializes them as a constant)."""
-    out, per_group, *kernel = w.shape
-    swapped = w.reshape(group, out // group, per_group, *kernel).swapaxes(1, 2)
-    return swapped.reshape(group * per_group, out // group, *kernel)[(..., *[slice(None, None, -1)] * len(kernel))]
-
-
-def _share_derived_weights(proto: onnx.ModelProto, e: _Emitter) -> None:
-    """Replace gradient-graph constants that are flipped copies of forward Conv weights by ops on those weights.
-
-    The copies would double the file of an input-level method; as ops on the original initializer (constant, so
-    ONNX Runtime folds them once when the session loads) the weights are stored once and run as fast."""
-    g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    forward = {}
-    for node in g.node:
-        w = node.input[1] if node.op_type == "Conv" and len(node.input) > 1 else None
-        if w in inits and not w.startswith("onnxcam_grad/") and len(inits[w].dims) >= 3:
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
-            flipped = _flipped(numpy_helper.to_array(inits[w]), group)
-            forward[_digest(flipped)] = (w, group, tuple(inits[w].dims))
-    replaced = set()
-    for node in g.node:
-        c = node.input[1] if node.op_type == "Conv" and len(node.input) > 1 else None
-        if c not in inits or not c.startswith("onnxcam_grad/") or c in replaced:
-            continue
-        source = forward.get(_digest(numpy_helper.to_array(inits[c])))
-        if source is None:
-            continue
-        w, group, (out, per_group, *kernel) = source
-        grouped = e.op("Reshape", w, e.ints([group, out // group, per_group, *kernel]))
-        swapped = e.op("Transpose", grouped, perm=[0, 2, 1, *range(3, 3 + len(kernel))])
-        merged = e.op("Reshape", swapped, e.ints([group * per_group, out // group, *kernel]))
-        n = len(kernel)
-        e.op("Slice", merged, e.ints([-1] * n), e.ints([np.iinfo(np.int64).min] * n), e.ints(range(2, 2 + n)),
-             e.ints([-1] * n), out=c)
-        replaced.add(c)
-    kept = [t for t in g.initializer if t.name not in replaced]
-    del g.initializer[:]
-    g.initializer.extend(kept)
-
-
-def _digest(a: np.ndarray) -> tuple:
-    return a.shape, a.dtype.str, hashlib.sha256(np.ascontiguousarray(a).tobytes()).digest()
 
 
 def _prune(g: onnx.GraphProto) -> None:

@@ -19,6 +19,7 @@ MIN_OPSET = 17  # the gradient rules emit opset-17 forms (ScatterElements reduct
 KNOWN_DOMAINS = {"", "ai.onnx"}
 MAX_ELEMENTS = 1 << 34  # no image model has a tensor with 16 G elements: such a dim is hostile
 MAX_TENSOR_ELEMENTS = 1 << 31  # graph inputs, outputs and value_info: 8 GB of float32 per tensor at most
+INFER_ELEMENTS = 1024  # shape inference reads constants (shapes, axes, pads); bigger tensors are weights
 FOLD_BYTES = 1 << 28  # constant folding leaves bigger tensors (Tile/Expand of constants) to run time
 MAX_FILE_BYTES = 1 << 31  # protobuf cannot parse more; bigger models keep their weights in external data
 _SUB_BYTE = {getattr(TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2", "FLOAT6E2M3", "FLOAT6E3M2")
@@ -317,10 +318,27 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Infer on a copy whose weights are bytes-free inputs: serializing 100 MB per call dominated load time."""
+    light = onnx.ModelProto()
+    light.CopyFrom(proto)
+    g = light.graph
+    heavy = [t for t in g.initializer if math.prod(t.dims) > INFER_ELEMENTS]
+    if heavy:
+        keep = [t for t in g.initializer if math.prod(t.dims) <= INFER_ELEMENTS]
+        inputs = {i.name for i in g.input}
+        g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in heavy if t.name not in inputs)
+        g.ClearField("initializer")
+        g.initializer.extend(keep)
     try:
-        return onnx.shape_inference.infer_shapes(proto, data_prop=True)
+        out = onnx.shape_inference.infer_shapes(light, data_prop=True)
     except Exception as e:
         raise ModelError(f"shape inference failed ({_first_line(e)})") from None
+    if heavy:
+        del out.graph.input[:]
+        out.graph.input.extend(proto.graph.input)
+        out.graph.ClearField("initializer")
+        out.graph.initializer.extend(proto.graph.initializer)
+    return out
 
 
 def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -53,6 +53,13 @@ CASES = [
     Case("Conv", [rand(1, 2, 6, 5), W33], dict(auto_pad="VALID", strides=[2, 2]), const=(1,), id="Conv-valid"),
     Case("Conv", [rand(2, 2, 9), rand(3, 2, 3, seed=1), rand(3, seed=2)], dict(strides=[2], pads=[1, 0]),
          const=(1, 2), id="Conv-1d-bias"),
+    # stride 1: Conv with the weights flipped in-graph (channels swapped per group, kernel reversed)
+    Case("Conv", [rand(1, 4, 6, 5), rand(6, 2, 3, 2, seed=1)], dict(group=2, dilations=[2, 1], pads=[2, 0, 1, 1]),
+         const=(1,), id="Conv-stride1-group-dilations-asym"),
+    Case("Conv", [rand(1, 2, 7), rand(3, 2, 3, seed=1)], dict(auto_pad="SAME_LOWER"), const=(1,),
+         id="Conv-1d-stride1-same-lower"),
+    Case("Conv", [rand(1, 2, 4, 4), rand(3, 2, 1, 1, seed=1)], dict(pads=[1, 0, 0, 1]), const=(1,),
+         id="Conv-stride1-pad-beyond-kernel"),
     # ConvTranspose: dX = Conv(dY, W) with the same geometry
     Case("ConvTranspose", [rand(1, 2, 3, 3), rand(2, 3, 3, 3, seed=1)], const=(1,), id="ConvTranspose"),
     Case("ConvTranspose", [rand(1, 2, 3, 4), rand(2, 2, 3, 3, seed=1)], dict(strides=[2, 2], pads=[1, 0, 0, 1]),

@@ -32,4 +32,4 @@ def run_method(ex, name: str, x, targets, layer, **options):
     return f(ex, x, targets, layer, **options)
 
 
-from . import attribution, cam, igos, path, scorecam, smooth  # noqa: E402,F401
+from . import attribution, baselines, cam, igos, path, scorecam, smooth  # noqa: E402,F401

@@ -42,22 +42,32 @@ def conv(b, n, dy):
         raise UnsupportedOpError(n.op, n.name, "gradients for weights computed at run time are not built")
     kernel = list(n.attrs.get("kernel_shape") or b.shape(w)[2:])
     strides, dilations, begin, end, spatial = conv_geometry(b, n, x, kernel)
-    weights, group = b.value(w), n.attrs.get("group", 1)
+    group = n.attrs.get("group", 1)
     full = [(k - 1) * d for k, d in zip(kernel, dilations)]
     pads = [f - p for f, p in zip(full, begin)] + [f - p for f, p in zip(full, end)]
-    if weights is not None and all(s == 1 for s in strides) and min(pads) >= 0:
-        out, per_group = weights.shape[:2]
-        swapped = weights.reshape(group, out // group, per_group, *kernel).swapaxes(1, 2)
-        flipped = swapped.reshape(group * per_group, out // group, *kernel)[(..., *[slice(None, None, -1)] * len(kernel))]
-        return [b.op("Conv", dy[0], b.const(np.ascontiguousarray(flipped), like=w), group=group, dilations=dilations,
-                     kernel_shape=kernel, pads=pads)]
+    if b.value(w) is not None and all(s == 1 for s in strides) and min(pads) >= 0:
+        return [b.op("Conv", dy[0], _flipped(b, w, group), group=group, dilations=dilations, kernel_shape=kernel,
+                     pads=pads)]
     geometry = zip(spatial, begin, end, kernel, dilations, strides)
     extra = [(s + p + q - ((k - 1) * d + 1)) % st for s, p, q, k, d, st in geometry]
     dx = b.op(
-        "ConvTranspose", dy[0], w, group=n.attrs.get("group", 1), strides=strides, dilations=dilations,
+        "ConvTranspose", dy[0], w, group=group, strides=strides, dilations=dilations,
         kernel_shape=kernel, pads=begin + end, output_padding=extra,
     )
     return [dx]
+
+
+def _flipped(b, w: str, group: int) -> str:
+    """W with in/out channels swapped per group and the kernel flipped, as ops on the shared initializer.
+
+    Ops, not a new constant, so the weights are stored once; ONNX Runtime folds them when the session loads."""
+    out, per_group, *kernel = b.value(w).shape
+    k = len(kernel)
+    grouped = b.op("Reshape", w, b.ints([group, out // group, per_group, *kernel]))
+    swapped = b.op("Transpose", grouped, perm=[0, 2, 1, *range(3, 3 + k)])
+    merged = b.op("Reshape", swapped, b.ints([group * per_group, out // group, *kernel]))
+    lowest = np.iinfo(np.int64).min
+    return b.op("Slice", merged, b.ints([-1] * k), b.ints([lowest] * k), b.ints(range(2, 2 + k)), b.ints([-1] * k))
 
 
 @rule("ConvTranspose")
