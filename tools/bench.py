@@ -3,9 +3,18 @@
 Everything is measured side by side in one process (memory: one fresh subprocess per configuration),
 on the same machine, with the same thread count for PyTorch and ONNX Runtime:
 
-    python tools/bench.py                          # all sections, scaled to fit ~15 min on 2 cores
-    python tools/bench.py --only gradcam,rsi       # sections: gradcam, rsi, memory
-    python tools/bench.py --full                   # the full-size configuration (8 images everywhere; ~1 h on 2 cores)
+    python tools/bench.py                          # all sections; ≈ 6 min on an idle 2-core machine
+    python tools/bench.py --only gradcam,rsi       # sections: gradcam, rsi, profile, memory
+    python tools/bench.py --full                   # 8 images in every section; ≈ 15 min idle (estimate)
+    python tools/bench.py --wait-quiet 60          # on a shared machine: wait for idle CPUs before each timed run
+    python tools/bench.py --only rsi --activation-path   # also time path="activation" (a different sum)
+
+The default run times Grad-CAM on 8 images, but RSI-Grad-CAM on 2 images × 51 points (102 rows) and the
+reference loop on 1 image (scaled ×2), and the memory section on 1 image: path methods cost the same
+per row whatever the image count, and a shared 2-core machine can be 3–6× slower than an idle one.
+
+RSI-Grad-CAM runs with baseline=0.0 (BASELINE), the baseline Captum and the reference loop use, so all
+three compute the same sum.
 
 Model: torchvision ResNet-50 with seeded random weights (eval), legacy ONNX export (dynamic batch,
 opset 17, IR 8), cached in $TMPDIR/onnxcam-bench/. Inputs: seeded N(0, 1) images, 224×224.
@@ -21,6 +30,9 @@ all configurations of a section run in interleaved rounds (so a change of machin
 alike) and the median of the rounds is reported, with the min–max range. ONNX Runtime's
 InferenceSession.run is wrapped by a timer, so onnxcam rows also show how much of their time is
 spent inside ORT and how much in Python (row building, accumulation in methods/path.py, maps).
+
+Shared machines: other processes' CPU use during every timed run is measured (/proc/stat) and shown
+next to the times; --wait-quiet SECONDS makes each timed run wait for a quiet machine first.
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ SIZE = 224
 # Captum LayerConductance peak RSS, measured here (ResNet-50, 224×224, 2 images): 5.1 GB at internal_batch_size 16,
 # 9.0 GB at 32, 9.6 GB at 64. A configuration is skipped when 1 GB + 150 MB × rows exceeds 70 % of MemAvailable.
 TORCH_BYTES_PER_ROW = 150e6
+BASELINE = 0.0  # RSI baseline in the model's input space: what Captum (baselines=0.0) and the reference loop use
 
 
 # ---------------------------------------------------------------- timing and reporting
@@ -89,6 +102,7 @@ class Case:
     keep: bool = False  # keep what the last timed run returned (Captum's result holds its autograd graph: don't)
     times: list[float] = field(default_factory=list)
     ort: list[float] = field(default_factory=list)
+    other: list[float] = field(default_factory=list)  # CPU share taken by other processes during each run
     result: object = None  # what the last timed run returned
 
     @property
@@ -102,6 +116,53 @@ class Case:
     @property
     def ort_share(self) -> float:
         return statistics.median(o / t for o, t in zip(self.ort, self.times))
+
+    @property
+    def other_load(self) -> str:
+        return f"{100 * statistics.median(self.other):.0f} %" if self.other else "?"
+
+
+def cpu_counters() -> tuple[float, float] | None:
+    """(seconds all CPUs were busy, seconds this process ran) since boot / start, from /proc/stat and os.times()."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    return busy, t.user + t.system
+
+
+def other_share(before, after, wall: float) -> float | None:
+    """Fraction of all cores that other processes kept busy between two cpu_counters() samples."""
+    if before is None or after is None or wall <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others / (wall * (os.cpu_count() or 1)))
+
+
+OTHERS = "CPU used by other processes"
+QUIET: tuple[float, float] | None = None  # (max other-process CPU share, max seconds to wait), see --wait-quiet
+
+
+def wait_quiet() -> None:
+    """Before a timed run, wait (up to QUIET[1] s) until other processes use at most QUIET[0] of the CPUs."""
+    if QUIET is None:
+        return
+    limit, patience = QUIET
+    deadline = time.monotonic() + patience
+    while True:
+        a = cpu_counters()
+        time.sleep(2.0)
+        share = other_share(a, cpu_counters(), 2.0)
+        if share is None or share <= limit:
+            return
+        if time.monotonic() > deadline:
+            log(f"  machine still busy (others use {100 * share:.0f} % of the CPUs); running anyway")
+            return
+        log(f"  waiting for a quiet machine (others use {100 * share:.0f} % of the CPUs)")
+        time.sleep(8.0)
 
 
 def log(msg: str) -> None:
@@ -118,15 +179,21 @@ def measure(cases: list[Case], repeats: int) -> None:
         release_memory()
     for r in range(repeats):
         for c in cases:
+            wait_quiet()
             o = OrtTimer.total
+            cpu = cpu_counters()
             t = time.perf_counter()
             result = c.run()
             c.times.append(time.perf_counter() - t)  # untimed: dropping the result (Captum's frees its autograd graph)
+            share = other_share(cpu, cpu_counters(), c.times[-1])
+            if share is not None:
+                c.other.append(share)
             c.result = result if c.keep else None
             del result
             c.ort.append(OrtTimer.total - o)
             release_memory()
-            log(f"round {r + 1}/{repeats}: {c.name}: {c.times[-1]:.2f} s (ORT {c.ort[-1]:.2f} s)")
+            log(f"round {r + 1}/{repeats}: {c.name}: {c.times[-1]:.2f} s (ORT {c.ort[-1]:.2f} s, "
+                f"others {100 * (share or 0):.0f} % CPU)")
 
 
 def release_memory() -> None:
@@ -311,14 +378,14 @@ def section_gradcam(args, path: Path, out: list[str]) -> None:
     measure(cases, args.repeats)
     plain_c, ours_c, theirs_c = cases
     rows = [
-        [c.name, f"{c.median:.3f}", c.span, f"{c.median / plain_c.median:.2f}×", ort_column(c)]
+        [c.name, f"{c.median:.3f}", c.span, f"{c.median / plain_c.median:.2f}×", ort_column(c), c.other_load]
         for c in cases
     ]
     ratio_plain = ours_c.median / plain_c.median
     ratio_pgc = theirs_c.median / ours_c.median
     out.append(f"### 1a. Grad-CAM — ResNet-50, batch {n}, {SIZE}×{SIZE}, layer4 output\n")
     out.append(f"onnxcam layer (auto): `{ex.layer.name}`; median of {args.repeats} warm runs.\n")
-    out.append(table(["configuration", "median s", "min–max s", "÷ plain inference", "time in ORT run()"], rows))
+    out.append(table(["configuration", "median s", "min–max s", "÷ plain inference", "time in ORT run()", OTHERS], rows))
     out.append("")
     out.append(
         table(
@@ -353,11 +420,11 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
 
     def rsi(bs):
         options = {} if bs is None else {"batch_size": bs}
-        return lambda: ex.explain(x, method="rsi-gradcam", steps=m, **options)
+        return lambda: ex.explain(x, method="rsi-gradcam", steps=m, baseline=BASELINE, **options)
 
     def rsi_warmup(bs):  # session + arena for chunks of bs rows: one image, steps so that rows = bs
         b = bs or DEFAULT_BATCH
-        return lambda: ex.explain(x[:1], method="rsi-gradcam", steps=max(1, b - 1), batch_size=b)
+        return lambda: ex.explain(x[:1], method="rsi-gradcam", steps=max(1, b - 1), batch_size=b, baseline=BASELINE)
 
     sweep = sorted({DEFAULT_BATCH, *args.batch_sizes})
     ox = [Case(f"onnxcam rsi-gradcam, batch_size={bs}" + (" (default)" if bs == DEFAULT_BATCH else ""),
@@ -388,7 +455,11 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
         scale=n / ln,
         keep=True,
     )
-    cases = [*ox, *captum_cases, loop]
+    activation = Case(  # a different sum (straight line in activation space): shown, not used for the targets
+        f"onnxcam rsi-gradcam, path=\"activation\", batch_size={DEFAULT_BATCH} (cheaper variant, not the same sum)",
+        lambda: ex.explain(x, method="rsi-gradcam", steps=m, path="activation", baseline=BASELINE),
+    )
+    cases = [*ox, activation, *captum_cases, loop] if args.activation_path else [*ox, *captum_cases, loop]
     log(f"rsi: {n} images × {m + 1} points = {rows_total} rows per call; {len(cases)} configurations")
 
     measure(cases, args.repeats)
@@ -403,19 +474,20 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
     for c in cases:
         rows.append([
             c.name, f"{c.median:.2f}", c.span, f"{c.median / rows_total * 1e3:.0f}", ort_column(c),
-            f"{c.median / default.median:.2f}×", f"{c.median / best.median:.2f}×",
+            f"{c.median / default.median:.2f}×", f"{c.median / best.median:.2f}×", c.other_load,
         ])
     out.append(f"### 1b. RSI-Grad-CAM — ResNet-50, {n} images × {m} steps ({m + 1} points) = {rows_total} rows, "
                f"{SIZE}×{SIZE}\n")
     out.append(
-        f"onnxcam: default options (input-space path, trapezoid, prob score, ReLU on G); median of {args.repeats} "
+        f"onnxcam: default options (input-space path, trapezoid, prob score, ReLU on G) but baseline={BASELINE} "
+        f"(the baseline Captum and the loop use); median of {args.repeats} "
         f"warm runs. Captum: LayerConductance(model, model.layer4[-1]), baselines 0, top-1 targets, default "
         f"method (gausslegendre; it evaluates {m + 1} points, plus one overlapping point per extra internal batch). "
         f"Plain ORT inference of the original model costs {plain_row * 1e3:.0f} ms per row at batch 8: "
         f"{plain_row * rows_total:.1f} s for {rows_total} rows — the floor for any input-space path method.\n"
     )
     out.append(table(["configuration", "median s", "min–max s", "ms / row", "time in ORT run()",
-                      "÷ onnxcam default", "÷ onnxcam best"], rows))
+                      "÷ onnxcam default", "÷ onnxcam best", OTHERS], rows))
     if skipped:
         out.append("\nSkipped (would not fit in memory): " + "; ".join(skipped) + ".")
     ratios = []
@@ -424,6 +496,10 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
         for which, ours_c in (("default", default), ("best", best)):
             r = ref_case.median / ours_c.median
             ratios.append([f"{label} ÷ onnxcam {which} ({_bs(ours_c)})", f"{r:.2f}×", f"≥ {target:g}×", _yes(r >= target)])
+    if args.activation_path:
+        r = loop.median / activation.median
+        ratios.append(["reference loop ÷ onnxcam path=\"activation\" (a different sum: informational)", f"{r:.2f}×",
+                       "–", "–"])
     out.append("")
     out.append(table(["ratio", "value", "target", "met"], ratios))
     out.append(
@@ -475,8 +551,9 @@ def section_profile(args, path: Path, out: list[str]) -> None:
 
     out.append(f"### 1c. Profile — where RSI-Grad-CAM's time goes (ResNet-50, {bs} rows per run)\n")
     out.append(table(
-        ["configuration", "median s", "min–max s", "ms / row", "÷ plain"],
-        [[c.name, f"{c.median:.3f}", c.span, f"{c.median / bs * 1e3:.0f}", f"{c.median / a.median:.2f}×"] for c in cases],
+        ["configuration", "median s", "min–max s", "ms / row", "÷ plain", OTHERS],
+        [[c.name, f"{c.median:.3f}", c.span, f"{c.median / bs * 1e3:.0f}", f"{c.median / a.median:.2f}×", c.other_load]
+         for c in cases],
     ))
     out.append(
         f"\nORT per-node profile of the same graph ({runs} runs of {bs} rows): kernels {total:.2f} s per run, of which "
@@ -541,7 +618,7 @@ def section_memory(args, path: Path, out: list[str]) -> None:
         "inherits the high-water mark of the process it was forked from (the bench, with torch loaded). "
         "'load peak' = VmHWM after Explainer(model); 'setup peak' = VmHWM after a 2-row call that builds the "
         "gradient graph and its session; then VmHWM is reset (clear_refs) and the measured call "
-        "explain(x, method=\"rsi-gradcam\", steps, batch_size) runs: 'RSS before', 'run peak', their difference; "
+        "explain(x, method=\"rsi-gradcam\", steps, batch_size, baseline=0.0) runs: 'RSS before', 'run peak', their difference; "
         "'process peak' = the highest VmHWM of the whole process.\n"
     )
     out.append(table(["steps", "batch_size", "rows", "load peak MB", "setup peak MB", "RSS before MB", "run peak MB",
@@ -587,12 +664,12 @@ def memory_child(path: str, n: int, steps: int, bs: int, threads: int) -> None:
     x = images(n)
     ex = onnxcam_explainer(Path(path), threads)
     load_peak = _vm("VmHWM")
-    ex.explain(x[:1], method="rsi-gradcam", steps=1, batch_size=bs)  # graph surgery + session: 2 rows only
+    ex.explain(x[:1], method="rsi-gradcam", steps=1, batch_size=bs, baseline=BASELINE)  # graph surgery + session: 2 rows only
     setup_peak = _vm("VmHWM")
     before = _vm("VmRSS")
     reset = _reset_peak()
     t = time.perf_counter()
-    ex.explain(x, method="rsi-gradcam", steps=steps, batch_size=bs)
+    ex.explain(x, method="rsi-gradcam", steps=steps, batch_size=bs, baseline=BASELINE)
     seconds = time.perf_counter() - t
     run_peak = _vm("VmHWM")
     print(json.dumps({"images": n, "steps": steps, "batch_size": bs, "load_peak_mb": load_peak, "setup_peak_mb": setup_peak,
@@ -622,11 +699,16 @@ def main(argv=None) -> None:
     p.add_argument("--batch-sizes", type=ints, default=[8, 16, 32, 64], help="onnxcam batch_size sweep (rows per ORT run)")
     p.add_argument("--captum-batch-sizes", default="16,64",
                    help="Captum internal_batch_size values; 'all' = every row in one batch (skipped if it cannot fit)")
+    p.add_argument("--activation-path", action="store_true",
+                   help="also time RSI-Grad-CAM with path='activation' (a different, cheaper sum; informational)")
     p.add_argument("--loop-images", type=int, default=1, help="images the reference loop is timed on (scaled linearly)")
     p.add_argument("--profile-batch", type=int, default=16, help="rows per run in the profile section (default 16)")
     p.add_argument("--memory-images", type=int, default=1, help="images for the memory section (default 1; --full: 8)")
     p.add_argument("--memory-steps", type=ints, default=[50, 200])
     p.add_argument("--memory-batch-sizes", type=ints, default=[8, 32])
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                   help="before each timed run wait up to SECONDS until other processes use ≤ --quiet-share of the CPUs")
+    p.add_argument("--quiet-share", type=float, default=0.15, help="see --wait-quiet (default 0.15 = 15 %% of all cores)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "onnxcam-bench", help="export cache dir")
     p.add_argument("--output", type=Path, help="also write the markdown report to this file")
     p.add_argument("--memory-child", nargs=5, metavar=("MODEL", "N", "STEPS", "BS", "THREADS"), help=argparse.SUPPRESS)
@@ -647,6 +729,10 @@ def main(argv=None) -> None:
         p.error("--repeats must be at least 3 (the report is a median)")
     args.captum_batch_sizes = [v.strip() for v in args.captum_batch_sizes.split(",") if v.strip()]
 
+    global QUIET
+    if args.wait_quiet > 0:
+        QUIET = (args.quiet_share, args.wait_quiet)
+
     import torch
 
     torch.set_num_threads(args.threads)
@@ -657,6 +743,11 @@ def main(argv=None) -> None:
         f"Command: `python tools/bench.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip() + "\n",
         machine(args.threads),
         "",
+        "Each table's last column is the median share of all CPU cores that *other* processes used during the "
+        "timed runs (from /proc/stat minus this process's CPU time): on a shared machine, read the times with it. "
+        + (f"Timed runs waited (up to {args.wait_quiet:g} s each) until other processes used ≤ "
+           f"{100 * args.quiet_share:.0f} % of the cores." if QUIET else "No quiet-machine gate (--wait-quiet 0).")
+        + "\n",
     ]
     path = exported_model(args.cache)
     sections = {"gradcam": section_gradcam, "rsi": section_rsi, "profile": section_profile, "memory": section_memory}
