@@ -16,6 +16,7 @@ import onnx
 from . import __version__, outputs
 from .engine import Explainer
 from .errors import OnnxcamError
+from .evaluate import DEFAULT_METRICS, METRICS
 from .image import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
 from .layers import auto_layer, candidate_layers
 from .methods.common import MAX_STEPS
@@ -322,3 +323,122 @@ def export_command(model, method, layer, steps, samples, sigma, seed, score, bas
     if triton_dir is not None:
         entry = triton_entry(proto, triton_dir, triton_name or out.stem, max_batch_size)
         click.echo(f"wrote Triton model {entry}/ (config.pbtxt, 1/model.onnx)")
+
+
+# ---------------------------------------------------------------- evaluate (issue 6)
+
+
+@main.command("evaluate")
+@MODEL
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV with the columns file,class_index: the class to explain per image (default: the predicted one).")
+@click.option("--method", "-m", "methods", multiple=True, default=["gradcam"], show_default=True,
+              help="Method (repeatable); the baselines random and center are always added.")
+@click.option("--metric", "metric_texts", multiple=True, default=[",".join(DEFAULT_METRICS)], show_default=True,
+              help=f"Metrics, comma-separated or repeated, or 'all': {', '.join(METRICS)}.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("evaluation.json"),
+              show_default=True, help="Summary JSON; the curves go to <name>_curves.png beside it.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSONL of per-(image, method) results, appended as they finish and reused on re-runs "
+                   "(default: the --json path with .jsonl).")
+@click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
+@click.option("--mean", default=None, help="Normalization mean, e.g. 0.485,0.456,0.406 (default: model metadata or ImageNet).")
+@click.option("--std", default=None, help="Normalization std (default: model metadata or ImageNet).")
+@click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
+              help="Input side length for models with a dynamic input size.")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=None, help="Input layout (default: detected).")
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
+@click.option("--deletion-step", type=click.IntRange(1, None), default=None,
+              help="Pixels removed or inserted per deletion/insertion step (default: the input width, 224 for 224x224).")
+@click.option("--seed", type=click.IntRange(0, None), default=0, show_default=True, help="Seed of max-sensitivity's noise.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path, log_path, layer, mean, std, size, layout, steps,
+                     deletion_step, seed, batch_size, device):
+    """Score methods on IMAGES: a method x metric table (mean ± standard error), JSON, and the deletion/insertion curves.
+
+    Resumable: each finished (image, method) goes to the --log JSONL at once, and a re-run with the same
+    settings computes only what is missing there.
+
+    Example: onnxcam evaluate models/efficientnet_lite0.onnx img/*.jpg --labels labels.csv -m gradcam -m rsi-gradcam
+    """
+    from . import evaluate as ev
+
+    metrics = ev.parse_metrics(metric_texts)
+    methods = ev.check_methods(methods)
+    paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]
+    labels = ev.read_labels(labels_csv) if labels_csv is not None else None
+    requested = {p: ev.label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
+    for p in paths:
+        if not p.is_file():
+            raise OnnxcamError(f"image not found: {p}")
+    ex = Explainer(model, layer=layer, device=device)
+    prep = _preprocessing(ex.model, mean, std, size, layout)
+    classes = ex.num_classes
+    for p, k in requested.items():
+        if classes and k is not None and k >= classes:
+            raise OnnxcamError(f"labels CSV {labels_csv}: class_index {k} of {p.name} is out of range: "
+                               f"the model has {classes} classes (0..{classes - 1})")
+    log_path = log_path or json_path.with_suffix(".jsonl")
+    png_path = json_path.with_name(json_path.stem + "_curves.png")
+    protected = {q.resolve() for q in [*paths, Path(model), *([labels_csv] if labels_csv else [])]}
+    for target in (json_path, log_path, png_path):
+        if target.resolve() in protected:
+            raise OnnxcamError(f"output {target} would overwrite an input; choose another --json")
+    if log_path.resolve() in {json_path.resolve(), png_path.resolve()}:
+        raise OnnxcamError(f"--log {log_path} is also the summary or the curves file; choose another name")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    settings = ev.Settings(
+        model=os.path.abspath(model) + f"#{os.path.getsize(model)}", layer=ex.layer.name,
+        preprocessing=[prep.size, prep.mean, prep.std, prep.layout],
+        metric_options={"deletion_step": deletion_step, "seed": seed},
+        method_options={m: {k: v for k, v in {"steps": steps}.items() if v is not None and k in ev.method_parameters(m)}
+                        for m in methods})
+    run_options = {m: {**settings.method_options[m], **({"batch_size": batch_size}
+                                                       if batch_size and "batch_size" in ev.method_parameters(m) else {})}
+                   for m in methods}
+    params = {"step": deletion_step, "batch_size": batch_size, "seed": seed}
+    known = ev.known_values(ev.read_log(log_path))
+    keys = {(p, m): ev.pair_key(p, m, requested[p], settings.key(m)) for p in paths for m in methods}
+    todo = [(p, m) for p in paths for m in methods
+            if any(k not in known.get(keys[p, m], {}).get("values", {}) for k in metrics)]
+    if len(todo) < len(keys):
+        click.echo(f"reusing {len(keys) - len(todo)} finished (image, method) pair(s) from {log_path}", err=True)
+    inputs: dict[Path, np.ndarray] = {}
+    targets: dict[Path, int] = {}
+    with click.progressbar(todo, label="evaluating", file=sys.stderr, hidden=len(todo) < 2,
+                           item_show_func=lambda t: f"{t[0].name} {t[1]}" if t else "") as bar:
+        for p, m in bar:
+            if p not in inputs:
+                inputs.clear()
+                x, _ = prep(read_rgb(p))
+                if not np.isfinite(x).all():
+                    raise OnnxcamError(f"normalizing {p} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
+                                       "values; check --mean and --std")
+                inputs[p] = x[None]
+                targets[p] = requested[p] if requested[p] is not None else ev.predicted_class(ex, x[None])
+            entry = known.get(keys[p, m], {"values": {}, "curves": {}})
+            missing = [k for k in metrics if k not in entry["values"]]
+            result = ev.evaluate_pair(ex, inputs[p], m, targets[p], missing, run_options[m], params)
+            record = {"image": os.path.abspath(p), "method": m, "requested": requested[p], "settings": settings.key(m),
+                      **result}
+            ev.append_log(log_path, record)
+            known[keys[p, m]] = {"values": {**entry["values"], **result["values"]},
+                                 "curves": {**entry["curves"], **result["curves"]}, "target": result["target"]}
+    per_image = {m: {str(p): {k: known[keys[p, m]]["values"].get(k) for k in metrics} for p in paths} for m in methods}
+    curves = {m: {c: [known[keys[p, m]]["curves"].get(c) for p in paths] for c in ev.CURVES if c in metrics} for m in methods}
+    summary = ev.summarize(per_image, metrics, curves)
+    report = {**summary, "metrics": metrics, "better": {k: ev.METRICS[k].better for k in metrics},
+              "images": [str(p) for p in paths],
+              "targets": {str(p): known[keys[p, methods[0]]]["target"] for p in paths},
+              "target_source": "labels" if labels is not None else "predicted", "per_image": per_image,
+              "settings": {m: settings.key(m) for m in methods}, "command": sys.argv,
+              "jsonl": str(log_path), "curves_png": str(png_path) if any(summary["curves"].values()) else None}
+    write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+    if report["curves_png"]:
+        write_atomic(png_path, png_bytes(ev.curves_png(summary)))
+    click.echo(ev.table(summary, metrics))
+    click.echo(f"{len(paths)} image(s) x {len(methods)} method(s); wrote {json_path}"
+               + (f" and {png_path}" if report["curves_png"] else "") + f" (per pair: {log_path})")

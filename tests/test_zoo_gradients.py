@@ -1,22 +1,20 @@
 """onnxcam's gradients on real exported classifiers (torchvision, both torch exporters) against two oracles.
 
 1. ∂logit/∂input against torch.autograd on the same weights, batch 3, one target class per image:
-   cosine similarity over the batch and max relative error (max|diff| / max|ref|).
-   Smooth models (zoo.Spec.smooth: EfficientNet, ConvNeXt, ViT, Swin): against torch in float32,
-   cosine ≥ 0.9999 and max relative error ≤ 1e-4.
-   Kinked models (ReLU, ReLU6, HardSwish, MaxPool): a pre-activation within float32 rounding of a kink falls
-   on either side depending on the backend, and each such unit moves a patch of the input gradient
+   cosine similarity over the batch ≥ 0.9999 and max relative error (max|diff| / max|ref|) ≤ 1e-4, for every
+   model. Smooth models (zoo.Spec.smooth: EfficientNet, ConvNeXt, ViT, Swin): against plain torch float32.
+   Kinked models (ReLU, ReLU6, HardSwish, MaxPool): a pre-activation within float32 rounding of a kink falls on either
+   side depending on the backend, and each such unit moves a whole receptive field of the input gradient
    (../shared/reference/onnx-gradients.md, traps). With BatchNorm statistics that center pre-activations
-   (zoo.py) this is not rare: torch's own float32 gradient of ResNet-50 has cosine 0.99988 to its float64
-   gradient, and a handful of flipped units (found by comparing every Relu input of the ONNX graph with
-   torch's float64 pre-activations: 4 in legacy GoogLeNet, 6 in dynamo GoogLeNet, all |x| < 2e-5 where the
-   pre-activations of the whole graph agree to 2.3e-5 relative) bring onnxcam to 0.99985 where torch's own
-   float32 gradient happens to reach 0.99997. The flips are few and each moves a whole receptive field,
-   so the gap is heavy-tailed. So the oracle is torch in float64, and 1 − cosine must stay within
-   max(KINKED_GAP = 1e-3, KINK_FACTOR × torch float32's own gap); the max relative error within
-   max(0.1, KINK_FACTOR × torch float32's). Measured gaps reach 4e-4 (Inception-v3); a wrong rule
-   (padding, window, transposition, a lost branch) costs far more than 1e-3. The op-level tests
-   (test_rules.py) check every rule to 1e-4 against float64 finite differences.
+   (zoo.py) this is not rare: up to ~150 units per export land on another piece in torch than in ONNX Runtime
+   (ResNet-50 ~90, Inception-v3 147), torch's own float32 gradient of ResNet-50 has cosine 0.99988 to its
+   float64 one (Inception-v3: 0.99972), and onnxcam against plain torch float32 measures cosines down to
+   0.99965 with max relative errors up to 7 %. So the oracle is
+   torch.autograd with the piece of every ReLU, ReLU6, HardSwish, HardSigmoid and MaxPool taken from ONNX
+   Runtime's forward pass of the untouched export (tests/kinks.py): the gradient of the function ONNX Runtime
+   evaluated. It then agrees with onnxcam to ~1e-6 relative, as on smooth models. Sessions run without graph
+   optimizations (see `session_options`). Plain torch float32 is still printed and must stay within
+   1 − cosine ≤ KINKED_PLAIN_GAP, a sanity bound.
 2. ∂logit/∂(a tensor in the middle of the graph) against central finite differences along a direction u,
    on the exported graph cut at that tensor (the tensor becomes a free input; ONNX Runtime only, independent
    of onnxcam's normalization). See `test_layer_gradient_matches_finite_differences` for the direction, the
@@ -37,14 +35,14 @@ import pytest
 import torch
 import torchvision
 import zoo
+from kinks import Kinks, onnx_kinks
 from onnx import TensorProto, helper
 
 import onnxcam
 
 TARGET_RANKS = (0, 1, 2)  # image i is explained for its class of rank TARGET_RANKS[i] (0: top-1)
-SMOOTH_GAP, SMOOTH_MAX_REL = 1e-4, 1e-4  # 1 − cosine and max relative error against torch float32
-KINKED_GAP, KINKED_MAX_REL = 1e-3, 0.1  # floors for kinked models (see the module docstring)
-KINK_FACTOR = 5
+GAP, MAX_REL = 1e-4, 1e-4  # 1 − cosine and max relative error against torch (ORT's kinks on kinked models)
+KINKED_PLAIN_GAP = 1e-3  # 1 − cosine against plain torch float32 on kinked models (see the module docstring)
 FD_STEP = 3e-5  # RMS(εu) / RMS(a)
 FD_RTOL = 1e-2
 
@@ -69,20 +67,26 @@ class Case:
     build_s: float
 
 
-def session(model: onnx.ModelProto | str) -> ort.InferenceSession:
+def session_options() -> ort.SessionOptions:
+    """No graph optimizations: ORT's fusions (Conv+Relu, NCHWc layouts) change float32 rounding, hence which side
+    of a kink a pre-activation lands on, and differ between the gradient model and the kink oracle's graph."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
+def session(model: onnx.ModelProto | str) -> ort.InferenceSession:
+    options = session_options()
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 @dataclass
 class Reference:
-    targets: list[int]  # one class per image
+    targets: list[int]  # one class per image: its class of rank TARGET_RANKS[i]
     logits: np.ndarray  # torch, float32
-    grad: np.ndarray  # the oracle: torch in float64 on kinked models, in float32 on smooth ones
-    gap32: float  # 1 − cosine(torch float32, oracle): torch's own float32 error (0 on smooth models)
-    rel32: float  # max relative error of torch's float32 gradient against the oracle
+    grad: np.ndarray  # torch, float32
 
 
 def autograd(model: torch.nn.Module, x: torch.Tensor, targets: list[int]) -> np.ndarray:
@@ -98,16 +102,25 @@ def torch_reference(name: str) -> Reference:
     with torch.no_grad():
         logits = model(x).numpy()
     targets = [int(np.argsort(-row)[rank]) for row, rank in zip(logits, TARGET_RANKS)]
-    grad32 = autograd(model, x, targets)
-    if zoo.MODELS[name].smooth:
-        return Reference(targets, logits, grad32, 0.0, 0.0)
-    grad64 = autograd(model.double(), x.double(), targets)
-    return Reference(targets, logits, grad64, 1 - cosine(grad32, grad64), rel_err(grad32, grad64))
+    return Reference(targets, logits, autograd(model, x, targets))
+
+
+LINEAR_OPS = ("Conv", "MatMul", "Gemm", "Add", "BatchNormalization", "LayerNormalization")
 
 
 def middle_tensor(proto: onnx.ModelProto) -> str:
-    """A float activation (rank 3 or 4) produced about halfway through the graph, downstream of the input."""
-    inferred = onnx.shape_inference.infer_shapes(proto)
+    """A float activation (rank 3 or 4) produced about halfway through the graph, downstream of the input, by a
+    linear op (Conv, MatMul, Gemm, Add, a normalization). Not a ReLU/Clip/MaxPool/Concat output: those carry exact
+    zeros, and where the graph then applies another kink or a max to them (SqueezeNet's post-ReLU Concat into
+    MaxPool: all-zero windows are ties) f is not differentiable at a; the central difference sees half of each
+    one-sided slope there (measured: a steady 6.6 % gap at every step on SqueezeNet's cat_3)."""
+    g = proto.graph  # ranks by shape inference on the graph without its weights (VGG-11 carries 530 MB);
+    # small initializers stay: axes, shapes and pads are values that inference needs
+    small = [t for t in g.initializer if np.prod(t.dims) <= 64]
+    weights = [helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in g.initializer if np.prod(t.dims) > 64]
+    light = helper.make_model(helper.make_graph(g.node, g.name, [*g.input, *weights], g.output, small),
+                              opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    inferred = onnx.shape_inference.infer_shapes(light)
     ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in inferred.graph.value_info
              if vi.type.tensor_type.elem_type == TensorProto.FLOAT and vi.type.tensor_type.HasField("shape")}
     live, candidates = {zoo.INPUT}, []
@@ -115,7 +128,7 @@ def middle_tensor(proto: onnx.ModelProto) -> str:
         if any(i in live for i in node.input):
             live.update(node.output)
             out = node.output[0]
-            if node.op_type not in ("Identity", "Dropout", "Shape", "Cast") and ranks.get(out) in (3, 4):
+            if node.op_type in LINEAR_OPS and ranks.get(out) in (3, 4):
                 candidates.append(out)
     assert candidates, "no intermediate activation found"
     return candidates[len(candidates) // 2]
@@ -163,17 +176,20 @@ def test_input_gradient_matches_torch(case: Case):
     ref = torch_reference(case.name)
     assert rel_err(case.logits, ref.logits) < 1e-4, "the export does not reproduce the torch model's logits"
     gap, err = 1 - cosine(case.grad_x, ref.grad), rel_err(case.grad_x, ref.grad)
-    worst = min(cosine(case.grad_x[i], ref.grad[i]) for i in range(zoo.BATCH))
-    smooth = zoo.MODELS[case.name].smooth
     batch = "" if zoo.is_batch_dynamic(case.path) else " (static batch export)"
-    print(f"\n{case.name} {case.exporter}{batch}: cosine {1 - gap:.7f} (worst image {worst:.7f}) max rel err {err:.2e}"
-          + ("" if smooth else f"; torch float32: cosine {1 - ref.gap32:.7f} max rel err {ref.rel32:.2e}")
-          + f"; build {case.build_s:.1f} s")
-    if smooth:
-        assert gap <= SMOOTH_GAP and err <= SMOOTH_MAX_REL, f"cosine {1 - gap:.7f}, max rel err {err:.2e}"
-    else:
-        assert gap <= max(KINKED_GAP, KINK_FACTOR * ref.gap32), f"cosine {1 - gap:.7f}"
-        assert err <= max(KINKED_MAX_REL, KINK_FACTOR * ref.rel32), f"max rel err {err:.2e}"
+    report = (f"\n{case.name} {case.exporter}{batch}: build {case.build_s:.1f} s; vs torch float32: "
+              f"cosine {1 - gap:.7f} max rel err {err:.2e}")
+    if not zoo.MODELS[case.name].smooth:
+        plain = gap
+        with Kinks(onnx_kinks(str(case.path), case.x, zoo.INPUT, session_options())) as kinks:
+            grad = autograd(zoo.build(case.name), torch.from_numpy(case.x), ref.targets)
+        assert kinks.used == len(kinks.kinks), f"torch made {kinks.used} of the graph's {len(kinks.kinks)} kink calls"
+        gap, err = 1 - cosine(case.grad_x, grad), rel_err(case.grad_x, grad)
+        report += (f"; with ORT's kinks ({kinks.flips} units decided otherwise by torch): "
+                   f"cosine {1 - gap:.10f} max rel err {err:.2e}")
+        assert plain <= KINKED_PLAIN_GAP, f"cosine to plain torch float32 {1 - plain:.7f}"
+    print(report)
+    assert gap <= GAP and err <= MAX_REL, f"cosine {1 - gap:.10f}, max rel err {err:.2e}"
 
 
 def finite_difference(case: Case, direction: np.ndarray, step: float) -> tuple[float, float]:
@@ -232,7 +248,7 @@ def test_static_batch_export_runs_any_batch(zoo_export):
     np.testing.assert_allclose(grads, np.concatenate(rows), rtol=1e-5, atol=1e-6 * np.abs(grads).max())
     model = zoo.build("resnet18").double()
     ref = autograd(model, torch.from_numpy(x).double(), [3, 7])
-    assert 1 - cosine(grads, ref) <= KINKED_GAP
+    assert 1 - cosine(grads, ref) <= KINKED_PLAIN_GAP
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -255,4 +271,4 @@ def test_static_batch_vit_runs_any_batch(tmp_path):
     seed = np.eye(10, dtype=np.float32)[[3, 7]]
     _, grads = session(grad_model).run(None, {zoo.INPUT: x.numpy(), "grad_seed": seed})
     ref = autograd(model.double(), x.double(), [3, 7])
-    assert 1 - cosine(grads, ref) <= SMOOTH_GAP
+    assert 1 - cosine(grads, ref) <= GAP

@@ -14,6 +14,8 @@ fixture keeps them for a session, or across runs when ONNXCAM_TEST_CACHE names a
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import io
 import logging
 import os
@@ -64,14 +66,21 @@ MODELS: dict[str, Spec] = {
 
 
 def build(name: str) -> torch.nn.Module:
-    """The torchvision model `name` with seeded random weights, in eval mode."""
+    """The torchvision model `name` with seeded random weights, in eval mode (a fresh copy on every call)."""
+    model, rng_state = _build(name)
+    torch.set_rng_state(rng_state)  # the global RNG as if the model had just been built
+    return copy.deepcopy(model)
+
+
+@functools.lru_cache(maxsize=1)  # an export and the torch reference of one model share it (and CNN calibration is slow)
+def _build(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
     spec = MODELS[name]
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = getattr(torchvision.models, name)(weights=None, **spec.kwargs)
     randomize(model, spec.size)
-    return model.eval()
+    return model.eval(), torch.get_rng_state()
 
 
 def randomize(model: torch.nn.Module, size: int) -> None:

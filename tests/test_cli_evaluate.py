@@ -1,0 +1,167 @@
+"""`onnxcam evaluate` on the demo model: table, JSON, curves PNG, resume after a crash, and bad input.
+
+The curves' end points are checked against a plain onnxruntime session (softmax of the explained class at the
+image and at the all-zero image), the summary against numpy over the per-image values; the metrics themselves
+are tested in their own suite.
+"""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from onnxcam.cli import main
+from onnxcam.image import Preprocessing, read_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
+SAMPLES = [ROOT / "models" / "samples" / "cat.jpg", ROOT / "models" / "samples" / "coffee.jpg"]
+IMAGENET = ROOT.parent / "shared" / "data" / "imagenet-sample"
+STEP = ["--deletion-step", "3136"]  # 16 steps on 224x224: quick
+METRICS = ["--metric", "deletion,insertion", "--metric", "gini"]
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def probabilities(image: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax at the preprocessed image and at the all-zero input (the end of the deletion curve), by plain ORT."""
+    x, _ = Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3)(read_rgb(image))
+    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = []
+    for inp in (x[None], np.zeros_like(x)[None]):
+        z = session.run(None, {name: inp.astype(np.float32)})[0][0].astype(np.float64)
+        e = np.exp(z - z.max())
+        out.append(e / e.sum())
+    return out[0], out[1]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "eval.json"
+    result = cli("evaluate", MODEL, *SAMPLES, "-m", "gradcam", *METRICS, *STEP, "--json", out)
+    return out, result
+
+
+def test_table_json_and_png(first_run):
+    out, result = first_run
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert list(report["methods"]) == ["gradcam", "random", "center"]  # the baselines are always there
+    assert report["metrics"] == ["deletion", "insertion", "gini"]
+    lines = result.output.splitlines()
+    for method in report["methods"]:
+        row = next(line for line in lines if line.startswith(method + " "))
+        for metric in report["metrics"]:
+            values = [report["per_image"][method][str(p)][metric] for p in SAMPLES]
+            mean, se = np.mean(values), np.std(values, ddof=1) / np.sqrt(len(values))
+            assert report["methods"][method][metric] == pytest.approx(mean, abs=1e-9)
+            assert report["stderr"][method][metric] == pytest.approx(se, abs=1e-9)
+            assert f"{mean:.3f} ± {se:.3f}" in row
+    png = cv2.imread(str(out.with_name("eval_curves.png")))
+    assert png is not None and png.shape[0] > 200 and png.shape[1] > 600
+    assert len(report["curves"]["gradcam"]["deletion"]) == 17
+
+
+def test_curves_start_and_end_where_plain_onnxruntime_says(first_run):
+    out, _ = first_run
+    report = json.loads(out.read_text())
+    for record in log_lines(out.with_suffix(".jsonl")):
+        image = Path(record["image"])
+        p, p_zero = probabilities(image)
+        assert record["target"] == int(p.argmax())  # no labels: the predicted class is explained
+        deletion = record["curves"]["deletion"]
+        assert deletion[0] == pytest.approx(p[record["target"]], abs=1e-4)
+        assert deletion[-1] == pytest.approx(p_zero[record["target"]], abs=1e-4)
+        assert record["curves"]["insertion"][-1] == pytest.approx(p[record["target"]], abs=1e-4)
+        assert report["targets"][str(SAMPLES[[s.resolve() for s in SAMPLES].index(image.resolve())])] == record["target"]
+
+
+def test_rerun_recomputes_nothing_and_a_new_metric_only_itself(first_run):
+    out, _ = first_run
+    log = out.with_suffix(".jsonl")
+    before = log.read_text()
+    again = cli("evaluate", MODEL, *SAMPLES, "-m", "gradcam", *METRICS, *STEP, "--json", out)
+    assert again.exit_code == 0, again.output
+    assert log.read_text() == before
+    assert "reusing 6 finished" in again.output
+    more = cli("evaluate", MODEL, *SAMPLES, "-m", "gradcam", *METRICS, "--metric", "top-k", *STEP, "--json", out)
+    assert more.exit_code == 0, more.output
+    new = log_lines(log)[len(before.splitlines()):]
+    assert len(new) == 6 and all(set(r["values"]) == {"top-k"} for r in new)
+    assert json.loads(out.read_text())["metrics"] == ["deletion", "insertion", "gini", "top-k"]
+
+
+def test_a_crash_halfway_loses_only_the_pair_in_progress(first_run, tmp_path):
+    out, _ = first_run
+    full = log_lines(out.with_suffix(".jsonl"))[:6]
+    log = tmp_path / "eval.jsonl"
+    lines = out.with_suffix(".jsonl").read_text().splitlines(keepends=True)[:6]
+    log.write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])  # killed while writing the 5th record
+    result = cli("evaluate", MODEL, *SAMPLES, "-m", "gradcam", *METRICS, *STEP, "--json", tmp_path / "eval.json")
+    assert result.exit_code == 0, result.output
+    assert "reusing 4 finished" in result.output
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.endswith("}")]
+    assert len(records) == 6
+    again = {(r["image"], r["method"]): r["values"] for r in records[4:]}
+    for r in full[4:]:  # the recomputed pairs give the same numbers (random's map is seeded)
+        assert again[r["image"], r["method"]] == pytest.approx(r["values"], abs=1e-6)
+
+
+@pytest.mark.skipif(not (IMAGENET / "labels.csv").is_file(), reason="../shared/data/imagenet-sample is not here")
+def test_labels_choose_the_explained_class(tmp_path):
+    rows = list(csv.DictReader(open(IMAGENET / "labels.csv", newline="")))[:2]
+    images = [IMAGENET / r["file"] for r in rows]
+    out = tmp_path / "e.json"
+    result = cli("evaluate", MODEL, *images, "--labels", IMAGENET / "labels.csv", "--metric", "deletion",
+                 *STEP, "--json", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [report["targets"][str(p)] for p in images] == [int(r["class_index"]) for r in rows]
+    for record in log_lines(out.with_suffix(".jsonl")):
+        p, _ = probabilities(Path(record["image"]))
+        assert record["curves"]["deletion"][0] == pytest.approx(p[record["target"]], abs=1e-4)
+
+
+def one_line_error(result, code: int, *words: str) -> None:
+    assert result.exit_code == code, result.output
+    text = result.output.strip()
+    assert len(text.splitlines()) == 1 and text.startswith("error:"), text
+    assert "Traceback" not in text
+    for w in words:
+        assert w in text, text
+
+
+def test_bad_input(tmp_path):
+    out = ["--json", tmp_path / "e.json"]
+    one_line_error(cli("evaluate", MODEL, *out), 2, "IMAGES")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--metric", "delet", *out), 2, "did you mean deletion")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--metric", ",", *out), 2, "no metric")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "-m", "gradcamm", *out), 2, "did you mean gradcam")
+    one_line_error(cli("evaluate", MODEL, tmp_path / "none.jpg", *out), 1, "image not found")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,class_index\ncat.jpg,281\n")
+    one_line_error(cli("evaluate", MODEL, *SAMPLES, "--labels", labels, *out), 1, "no row for image coffee.jpg")
+    labels.write_text("name,label\ncat.jpg,281\n")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--labels", labels, *out), 1, "file,class_index")
+    labels.write_text("file,class_index\ncat.jpg,tabby\n")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--labels", labels, *out), 1, "line 2", "not an integer")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--labels", tmp_path / "missing.csv", *out), 1, "not found")
+    labels.write_text("file,class_index\ncat.jpg,5000\n")
+    one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--labels", labels, "--metric", "gini", *out), 1, "out of range")
+    assert not list(tmp_path.glob("e.json*"))
+    assert re.search(r"evaluate", cli("evaluate", "--help").output)

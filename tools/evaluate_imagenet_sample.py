@@ -1,0 +1,355 @@
+"""Evaluate every onnxcam method on the ImageNet sample with the demo model and write docs/evaluation.md.
+
+Each stage is one `onnxcam evaluate` command (printed, and written into the report); all stages share one
+JSONL log, so they reuse each other's (image, method) values and a killed run resumes where it stopped:
+
+    python tools/evaluate_imagenet_sample.py                       # run the stages, then write the report
+    python tools/evaluate_imagenet_sample.py --report-only         # the report from what the log holds now
+    python tools/evaluate_imagenet_sample.py --stages core-subset,igos
+
+Stages, in priority order (S = the --subset images, every 5th of labels.csv; the explained class is the
+labelled one; every stage adds the random and center baselines):
+  core-subset   all methods but I-GOS on S: deletion/insertion, confidence change, structure
+  igos          I-GOS (hundreds of Grad-CAM's cost) with Grad-CAM and IG on the first --igos images of S:
+                the same metrics
+  stability     max-sensitivity and step convergence of gradcam, rsi-gradcam, integrated-gradcam on the
+                first --stability images of S
+  structure     confidence change and structure of the cheap and path methods on all images
+  step-check    deletion/insertion with the RISE step (224 px) on the first --check images of S, to measure
+                what the coarser --deletion-step changes
+A report table uses only the images for which every method of its stage is done (paired comparisons).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from onnxcam import evaluate as ev  # noqa: E402
+
+CHEAP = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "saliency"]
+PATH = ["smooth-gradcam++", "integrated-gradcam", "rsi-gradcam"]  # maps in 1-2 s per image here
+COSTLY = ["ig", "smoothgrad"]  # input gradients: 50 and 25 rows at ~0.15 s each here
+STRUCTURE = "avg-drop,increase,gini,top-k,components,component-size"
+STAGES = {  # name: (methods, metrics, which images, deletion step or None for --deletion-step), in priority order
+    "core-subset": (CHEAP + PATH + COSTLY, "deletion,insertion," + STRUCTURE, "subset", None),
+    "igos": (["igos", "gradcam", "ig"], "deletion,insertion," + STRUCTURE, "igos", None),
+    "stability": (["gradcam", "rsi-gradcam", "integrated-gradcam"], "max-sensitivity,step-convergence", "stability",
+                  None),
+    "structure": (CHEAP + PATH, STRUCTURE, "all", None),
+    "step-check": (["gradcam", "rsi-gradcam"], "deletion,insertion", "check", 224),
+}
+
+
+def images(data: Path) -> list[Path]:
+    with open(data / "labels.csv", newline="", encoding="utf-8") as f:
+        return [data / row["file"] for row in csv.DictReader(f)]
+
+
+def chosen(all_images: list[Path], which: str, args) -> list[Path]:
+    """All images, or every k-th (spread over the classes) for the subsets; the smaller subsets are prefixes of S."""
+    if which == "all":
+        return all_images
+    subset = all_images[:: max(1, len(all_images) // args.subset)][: args.subset]
+    return subset[: {"subset": args.subset, "igos": args.igos, "stability": args.stability, "check": args.check}[which]]
+
+
+def command(stage: str, args, all_images: list[Path]) -> list[str]:
+    methods, metrics, which, step = STAGES[stage]
+    step = step or args.deletion_step
+    log = args.out / ("results.jsonl" if step == args.deletion_step else f"results-step{step}.jsonl")
+    return ["onnxcam", "evaluate", str(args.model), *map(str, chosen(all_images, which, args)),
+            "--labels", str(args.data / "labels.csv"), *[a for m in methods for a in ("-m", m)], "--metric", metrics,
+            "--json", str(args.out / f"{stage}.json"), "--log", str(log), "--deletion-step", str(step),
+            "--batch-size", str(args.batch_size)]
+
+
+def shown(cmd: list[str], args) -> str:
+    """The command with the image list abbreviated (the report names the images) and paths as from the repo root."""
+    imgs = [c for c in cmd if c.endswith(".jpg")]
+    rest = [c.replace(str(args.data), args.data_shown).replace(str(ROOT) + "/", "") for c in cmd if not c.endswith(".jpg")]
+    return shlex.join(rest[:3]) + f" {args.data_shown}/<{len(imgs)} images> " + shlex.join(rest[3:])
+
+
+def shown_args(args) -> str:
+    """The tool's own arguments with the sample's path as seen from the repo root."""
+    data = str(args.data)
+    return " ".join(args.data_shown if a in (data, str(Path(data).resolve())) else shlex.quote(a) for a in args.argv)
+
+
+def cpu_busy() -> float | None:
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_stage(stage: str, args, all_images: list[Path]) -> dict:
+    cmd = command(stage, args, all_images)
+    print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: {shown(cmd, args)}", flush=True)
+    busy, own, start = cpu_busy(), os.times(), time.time()
+    rc = subprocess.call([sys.executable, "-m", "onnxcam", *cmd[1:]], cwd=ROOT)
+    wall, t = time.time() - start, os.times()
+    mine = (t.children_user + t.children_system) - (own.children_user + own.children_system)
+    after = cpu_busy()
+    others = None if busy is None or after is None else max(0.0, (after - busy - mine) / (wall * (os.cpu_count() or 1)))
+    info = {"stage": stage, "rc": rc, "wall_s": round(wall, 1), "others_cpu_share": others and round(others, 2)}
+    print(f"[{time.strftime('%H:%M:%S')}] stage {stage} done: {info}", flush=True)
+    with open(args.out / "stages.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(info) + "\n")
+    return info
+
+
+# ------------------------------------------------------------------------------------------- the report
+
+
+def stage_summary(stage: str, args, all_images: list[Path]) -> tuple[dict, list[str], list[str], dict] | None:
+    """Summary over the images that every method of the stage has finished; None if there are none yet."""
+    methods, metrics, which, step = STAGES[stage]
+    methods = ev.check_methods(methods)
+    metrics = ev.parse_metrics([metrics])
+    step = step or args.deletion_step
+    log = args.out / ("results.jsonl" if step == args.deletion_step else f"results-step{step}.jsonl")
+    records = ev.read_log(log)
+    if not records:
+        return None
+    imgs = chosen(all_images, which, args)
+    by_pair: dict[tuple[str, str], dict] = {}
+    seconds: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("settings", {}).get("metrics", {}).get("deletion_step") != step:
+            continue
+        key = (r["image"], r["method"])
+        entry = by_pair.setdefault(key, {"values": {}, "curves": {}})
+        entry["values"].update(r.get("values") or {})
+        entry["curves"].update(r.get("curves") or {})
+        if r.get("seconds"):
+            seconds.setdefault(r["method"], []).append(r["seconds"]["explain"])
+    done = [p for p in imgs if all(set(metrics) <= set(by_pair.get((str(p.resolve()), m), {}).get("values", {}))
+                                   for m in methods)]
+    if not done:
+        return None
+    per_image = {m: {str(p): by_pair[str(p.resolve()), m]["values"] for p in done} for m in methods}
+    curves = {m: {c: [by_pair[str(p.resolve()), m]["curves"].get(c) for p in done] for c in ev.CURVES} for m in methods}
+    summary = ev.summarize(per_image, metrics, curves)
+    summary["images"] = [p.name for p in done]
+    summary["per_image"] = {m: {Path(i).name: v for i, v in per.items()} for m, per in per_image.items()}
+    return summary, metrics, methods, {m: float(np.median(v)) for m, v in seconds.items()}
+
+
+def paired(summary: dict, metric: str, a: str, b: str) -> str:
+    """Mean paired difference a − b ± standard error over images, and a verdict at two standard errors."""
+    pa, pb = summary["per_image"][a], summary["per_image"][b]
+    d = np.array([pa[i][metric] - pb[i][metric] for i in pa if pa[i].get(metric) is not None
+                  and pb.get(i, {}).get(metric) is not None], np.float64)
+    if len(d) < 2:
+        return f"{metric}: not measured"
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    better = ev.METRICS[metric].better
+    good = mean > 0 if better == "higher" else mean < 0
+    if not d.any():
+        verdict = "no difference (equal on every image)"
+    elif abs(mean) <= 2 * se:
+        verdict = "inconclusive (|difference| ≤ 2 SE)"
+    else:
+        verdict = f"{a} better" if good else f"{a} worse"
+    wins = float(np.mean(d > 0 if better == "higher" else d < 0))
+    ties = float(np.mean(d == 0))
+    return (f"{metric} ({better} is better): {a} − {b} = {mean:+.4f} ± {se:.4f} over {len(d)} images, "
+            f"{a} better on {100 * wins:.0f} %" + (f", equal on {100 * ties:.0f} %" if ties else "")
+            + f" of them → **{verdict}**")
+
+
+def report(args, all_images: list[Path], commands: list[str]) -> str:
+    out = ["# Evaluation on the ImageNet sample", "",
+           "Every method of onnxcam on the 100 images of `../shared/data/imagenet-sample` (one per class of 100 "
+           "ImageNet classes) with the demo model `models/efficientnet_lite0.onnx` (its metadata gives mean = std = 0.5), "
+           "explaining the labelled class (`labels.csv`). Generated by `tools/evaluate_imagenet_sample.py` from the "
+           "measured results; nothing here is copied from elsewhere. Metric definitions: "
+           "`../shared/reference/methods.md`; ↑ / ↓ mark which direction is better; values are mean ± standard error "
+           "over images. `random` (a uniform random map) and `center` (a centered Gaussian) are the "
+           "\"no information\" baselines.", "",
+           "## What was run", "",
+           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
+           "while this ran (so times are only indicative); ONNX Runtime CPUExecutionProvider.", "",
+           "```sh", f"python tools/evaluate_imagenet_sample.py {shown_args(args)}".rstrip(), "```", "",
+           "which ran these stages (one `onnxcam evaluate` each, sharing one resumable JSONL log):", "", "```sh",
+           *commands, "```", ""]
+    stages = [json.loads(line) for line in (args.out / "stages.jsonl").read_text().splitlines()] \
+        if (args.out / "stages.jsonl").is_file() else []
+    if stages:
+        out += ["| stage | exit code | wall time | CPU share of other processes |", "|---|---:|---:|---:|"]
+        out += [f"| {s['stage']} | {s['rc']} | {s['wall_s'] / 60:.1f} min | {share(s['others_cpu_share'])} |"
+                for s in stages]
+        out.append("")
+    out += [f"Deletion/insertion change {args.deletion_step} pixels per step ({224 * 224 // args.deletion_step} steps "
+            "on 224×224) rather than RISE's 224 (224 steps), to fit the machine's time; the `step-check` table measures "
+            "what that changes.", ""]
+    summaries = {}
+    for stage, title in [("core-subset", "Subset S: deletion, insertion, confidence, structure"),
+                         ("igos", "Subset S: I-GOS against Grad-CAM and IG"),
+                         ("stability", "Stability (first images of S)"),
+                         ("structure", "All images: confidence and structure"),
+                         ("step-check", "Step check: RISE step (224 px per step)")]:
+        got = stage_summary(stage, args, all_images)
+        if got is None:
+            out += [f"## {title}", "", "Not run (or no image finished) in the time available.", ""]
+            continue
+        summary, metrics, methods, secs = got
+        summaries[stage] = summary
+        out += [f"## {title}", "", f"{len(summary['images'])} images: "
+                + (", ".join(summary["images"]) if len(summary["images"]) < 30 else "see the stage's command") + ".", "",
+                ev.table(summary, metrics, markdown=True), "",
+                "Median seconds per image to compute the map (shared machine): "
+                + ", ".join(f"{m} {secs[m]:.2f}" for m in methods if m in secs) + ".", ""]
+        out += deletion_note(summary)
+        if stage == "step-check":
+            out += step_difference(args, summary)
+    out += claims(summaries)
+    out += CAVEATS
+    return "\n".join(out) + "\n"
+
+
+CAVEATS = [
+    "## Caveats", "",
+    "- One model (EfficientNet-Lite0, 7×7 last feature map) and small samples: S has at most "
+    "20 images, the I-GOS and stability stages 10; the standard errors are wide, and a verdict here says nothing "
+    "about other models.",
+    "- The explained class is the labelled one, also for the images the model gets wrong.",
+    "- Grad-CAM, XGrad-CAM and HiResCAM give the same numbers here: the auto layer feeds global average pooling "
+    "and a linear head, so the gradient is constant over positions and the three maps coincide after "
+    "normalization (a sanity check rather than a finding).",
+    "- Structure metrics (Gini, top-5 % mass, components above 0.5) are computed on the heatmap at input resolution: "
+    "CAM heatmaps are bilinearly upsampled 7×7 maps, so they are smooth and usually one component by construction, "
+    "while input-gradient maps (saliency, IG, SmoothGrad) are pixel-level.",
+    "- Max-sensitivity uses uniform noise of radius 0.02 in the normalized input space (0.01 in [0, 1] pixel units "
+    "with std 0.5), 10 samples, seed 0. Step convergence compares the raw map at m = 50 and 2m = 100 steps; "
+    "methods without path steps (Grad-CAM, the baselines) have none.",
+    "- Step convergence compares *raw* maps (onnxcam.metrics.step_convergence). Integrated Grad-CAM's raw map is a "
+    "sum over its M steps (no 1/M, as reference/methods.md defines it), so doubling M doubles its scale and its "
+    "step convergence sits near 0.5 whatever its numerical stability: the RSI-Grad-CAM vs Integrated Grad-CAM "
+    "comparison of that metric measures this scale, not convergence. A scale-free version (normalized maps) "
+    "is left to do.",
+    "- Not run here: ROAD (its imputation is costly on this machine) and the pointing games (the sample has no "
+    "boxes or masks); `onnxcam evaluate --metric road,road-morf,road-lerf` computes ROAD.",
+    "",
+]
+
+
+def step_difference(args, summary: dict) -> list[str]:
+    """|AUC(224 px per step) − AUC(--deletion-step)| on the same images and maps, from the main log."""
+    main: dict[tuple[str, str], dict] = {}
+    for r in ev.read_log(args.out / "results.jsonl"):
+        main.setdefault((Path(r["image"]).name, r["method"]), {}).update(r.get("values") or {})
+    lines = []
+    for kind in ("deletion", "insertion"):
+        d = [abs(v[kind] - main[i, m][kind]) for m, per in summary["per_image"].items() for i, v in per.items()
+             if v.get(kind) is not None and main.get((i, m), {}).get(kind) is not None]
+        if d:
+            lines.append(f"{kind}: mean |difference| {np.mean(d):.4f}, largest {np.max(d):.4f} over {len(d)} (image, method)")
+    if not lines:
+        return []
+    return [f"Against {args.deletion_step} px per step on the same images and maps: " + "; ".join(lines) + ".", ""]
+
+
+def deletion_note(summary: dict) -> list[str]:
+    """Say so when the random map beats Grad-CAM at deletion: pixel-scattered removal is itself destructive."""
+    means = summary["methods"]
+    if "deletion" not in means.get("random", {}) or "deletion" not in means.get("gradcam", {}):
+        return []
+    if means["random"]["deletion"] is None or means["gradcam"]["deletion"] is None:
+        return []
+    if means["random"]["deletion"] >= means["gradcam"]["deletion"]:
+        return []
+    inserted = {m: v.get("insertion") for m, v in means.items() if v.get("insertion") is not None}
+    last = bool(inserted) and min(inserted, key=inserted.get) == "random"
+    return [f"Note: the random map scores a *lower* (better) deletion AUC than Grad-CAM here "
+            f"({means['random']['deletion']:.3f} against {means['gradcam']['deletion']:.3f}): zeroing scattered "
+            "pixels destroys the image faster than zeroing one smooth region, so deletion rewards pixel-level, "
+            "scattered maps (saliency, IG, SmoothGrad, random) whatever their information; read deletion together "
+            "with insertion" + (", where random is last." if last else "."), ""]
+
+
+def share(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.0f} %"
+
+
+def claims(summaries: dict) -> list[str]:
+    out = ["## Do the seeds' claims hold here?", "",
+           "Paired differences over the same images (mean ± standard error); a claim holds here only where the "
+           "difference is in its favour by more than two standard errors.", ""]
+    focus = summaries.get("structure") or summaries.get("core-subset")
+    checks = [("RSI-Grad-CAM is more focused than Grad-CAM", focus, ["gini", "top-k", "components"],
+               [("rsi-gradcam", "gradcam")]),
+              ("RSI-Grad-CAM is more stable than Grad-CAM (max-sensitivity); path methods' step convergence",
+               summaries.get("stability"), ["max-sensitivity", "step-convergence"],
+               [("rsi-gradcam", "gradcam"), ("rsi-gradcam", "integrated-gradcam")]),
+              ("I-GOS has better deletion/insertion than Grad-CAM and IG", summaries.get("igos"),
+               ["deletion", "insertion"], [("igos", "gradcam"), ("igos", "ig")])]
+    for title, summary, metrics, pairs in checks:
+        out += [f"**{title}.**", ""]
+        if summary is None:
+            out += ["- not measured (the stage did not finish in the time available)", ""]
+            continue
+        for a, b in pairs:
+            for metric in metrics:
+                if metric == "step-convergence" and "steps" not in ev.method_parameters(b):
+                    out.append(f"- step-convergence: {b} has no path steps, so there is nothing to compare")
+                    continue
+                note = " (an artifact of Integrated Grad-CAM's scale, which doubles with 2m steps: see Caveats)" \
+                    if metric == "step-convergence" and b == "integrated-gradcam" else ""
+                out.append(f"- {paired(summary, metric, a, b)}{note}")
+        out.append("")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "imagenet-sample",
+                        help="the sample: JPEGs and labels.csv (default ../shared/data/imagenet-sample)")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "efficientnet_lite0.onnx")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/onnxcam-eval"), help="logs and JSON (not the repo)")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "evaluation.md")
+    parser.add_argument("--subset", type=int, default=20, help="images in S")
+    parser.add_argument("--igos", type=int, default=10, help="images of the igos stage (first of S)")
+    parser.add_argument("--stability", type=int, default=10, help="images of the stability stage (first of S)")
+    parser.add_argument("--check", type=int, default=5, help="images of the step check (first of S)")
+    parser.add_argument("--deletion-step", type=int, default=896, help="pixels per deletion/insertion step")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, in order: {', '.join(STAGES)}")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    args.argv = [a for a in sys.argv[1:] if a != "--report-only"]
+    shared = args.data.resolve().parent.parent.name == "shared" and args.data.name == "imagenet-sample"
+    args.data_shown = "../shared/data/imagenet-sample" if shared else str(args.data)
+    args.data, args.model, args.out = args.data.resolve(), args.model.resolve(), args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    all_images = images(args.data)
+    stages = [s for s in args.stages.split(",") if s]
+    for s in stages:
+        if s not in STAGES:
+            parser.error(f"unknown stage {s!r}; choose from {', '.join(STAGES)}")
+    if not args.report_only:
+        for s in stages:
+            run_stage(s, args, all_images)
+    text = report(args, all_images, [shown(command(s, args, all_images), args) for s in stages])
+    args.doc.write_text(text, encoding="utf-8")
+    print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
