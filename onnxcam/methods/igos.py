@@ -19,10 +19,10 @@ from ..engine import Explanation
 from ..errors import OnnxcamError
 from . import method
 from .common import batch_rows, positive_int
-from .smooth import noise
+from .smooth import noise as standard_normal
 
 ETA0, SHRINK, ETA_MIN, ARMIJO = 200.0, 0.2, 1e-5, 1e-4  # line search: η₀, η ← 0.2η while η ≥ 1e-5, c in Armijo
-NOISE = 0.2  # std of the noise added to the path points, in the model's (normalized) input space
+NOISE = 0.2  # std of the path points' noise in ImageNet-normalized units (methods.md), i.e. 0.2·std_ImageNet in pixels
 BLUR = (51, 50.0, 224)  # Gaussian kernel, σ, for inputs of this size; scaled with the input size otherwise
 ETAS = ETA0 * SHRINK ** np.arange(int(np.floor(np.log(ETA_MIN / ETA0) / np.log(SHRINK))) + 1)  # 200 … 2.048e-5
 
@@ -99,11 +99,11 @@ class Problem:
 
     def upsample(self, m: np.ndarray) -> np.ndarray:
         """M̂ = U_h M U_wᵀ for a stack of masks."""
-        return np.einsum("hs,nst,wt->nhw", self.up_h, m, self.up_w)
+        return self.up_h @ m @ self.up_w.T
 
     def adjoint(self, g: np.ndarray) -> np.ndarray:
         """U_hᵀ G U_w: a gradient with respect to M̂ brought back to M."""
-        return np.einsum("hs,nhw,wt->nst", self.up_h, g, self.up_w)
+        return self.up_h.T @ g @ self.up_w
 
     def masked(self, m: np.ndarray, images: np.ndarray) -> np.ndarray:
         """x ⊙ M̂ + x̃ ⊙ (1 − M̂) for masks m of the given images."""
@@ -114,7 +114,25 @@ class Problem:
         return p + l1 * l1_term(m) + self.tv * tv_term(m)
 
 
-def score_direction(pb: Problem, mask: np.ndarray, it: int, steps: int, seed: int) -> np.ndarray:
+def noise_std(model, noise: float | None, channels: int) -> np.ndarray:
+    """Per-channel std of the path noise in the model's input space: `noise` as given, or by default 0.2 in
+    ImageNet-normalized units (the authors' setting) carried over to the model's normalization, 0.2·std_ImageNet/std
+    with std from the model's onnxcam.std metadata (ImageNet's when absent, giving 0.2)."""
+    if noise is not None:
+        return np.full(channels, float(noise), np.float32)
+    from ..image import IMAGENET_STD
+
+    props = {p.key: p.value for p in model.proto.metadata_props}
+    try:
+        std = np.asarray([float(v) for v in props["onnxcam.std"].split(",")], np.float64)
+    except (KeyError, ValueError):  # no usable metadata: taken as ImageNet-normalized
+        return np.full(channels, NOISE, np.float32)
+    if channels != 3 or std.shape != (3,) or not (np.isfinite(std).all() and (std > 0).all()):
+        return np.full(channels, NOISE, np.float32)
+    return (NOISE * np.asarray(IMAGENET_STD, np.float64) / std).astype(np.float32)
+
+
+def score_direction(pb: Problem, mask: np.ndarray, it: int, steps: int, seed: int, sigma: np.ndarray) -> np.ndarray:
     """(1/S) Σ_k (k/S)·U_hᵀ[Σ_c (x − x̃) ⊙ ∇p_c(x̃ + (k/S)·M̂ ⊙ (x − x̃) + ε_k)]U_w, all images and points in one stream."""
     n, c, h, w = pb.image.shape
     mhat = pb.upsample(mask).astype(np.float32)
@@ -124,7 +142,7 @@ def score_direction(pb: Problem, mask: np.ndarray, it: int, steps: int, seed: in
     def rows(r):
         i, k = np.divmod(r, steps)
         return np.stack([pb.base[a] + np.float32(t[b]) * mhat[a] * diff[a]
-                         + NOISE * noise(seed, a, it * steps + b, (c, h, w)) for a, b in zip(i, k)])
+                         + sigma[:, None, None] * standard_normal(seed, a, it * steps + b, (c, h, w)) for a, b in zip(i, k)])
 
     g_hat = np.zeros((n, h, w))
     for r, _, g in pb.run(rows, n * steps, np.repeat(pb.target, steps), "path"):
@@ -173,12 +191,14 @@ def line_search(pb: Problem, mask, d, loss, l1, p):
 
 @method("igos")
 def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float = 1.0, tv: float = 20.0,
-         ig_steps: int = 20, seed: int = 0, batch_size: int | None = None):
+         ig_steps: int = 20, noise: float | None = None, seed: int = 0, batch_size: int | None = None):
     """min_M p_c(x ⊙ M̂ + x̃ ⊙ (1 − M̂)) + λ1·mean|1 − M| + λ2·TV(M) over M ∈ [0, 1]^{s×s}, from M = 1.
 
     Descent direction: the integrated gradient of the score along x̃ + (k/S)·M̂ ⊙ (x − x̃), k = 1..S, each point
-    with N(0, 0.2²) noise: (1/S) Σ_k (k/S)·U_hᵀ[Σ_c (x − x̃) ⊙ ∇p_c]U_w (the chain rule through (k/S)·M̂, as the
-    authors' code differentiates it), plus the gradient of the regularizers. Armijo line search from η = 200,
+    with N(0, σ²) noise (σ = `noise` in the model's input space; by default 0.2 in ImageNet-normalized units, see
+    noise_std):
+    (1/S) Σ_k (k/S)·U_hᵀ[Σ_c (x − x̃) ⊙ ∇p_c]U_w (the chain rule through (k/S)·M̂, as the authors' code
+    differentiates it), plus the gradient of the regularizers. Armijo line search from η = 200,
     η ← 0.2η while η ≥ 1e-5; when no η is accepted the mask stays, so the objective never increases. λ1 is
     divided by 10 after iteration ⌊T/2⌋ (0-based) if p_c has moved by ≤ 0.001 from its start, by 5 after ⌊T/1.25⌋
     if by ≤ 0.01 (T > 3). heatmap = 1 − M̂ (in [0, 1], not renormalized), cam = 1 − M at s×s; the score is the softmax
@@ -191,7 +211,7 @@ def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float 
     if s < 2:
         raise OnnxcamError(f"size must be an integer in 2..{min(h, w)} (the mask is size × size); got {size!r}")
     n_iter, n_path = positive_int("iterations", iterations), positive_int("ig_steps", ig_steps)
-    for label, value in (("l1", l1), ("tv", tv)):
+    for label, value in (("l1", l1), ("tv", tv)) + ((("noise", noise),) if noise is not None else ()):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
             raise OnnxcamError(f"{label} must be a finite number >= 0; got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -216,12 +236,13 @@ def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float 
     pb.target = np.where(targets < 0, logits.argmax(-1), targets)
 
     mask = np.ones((len(x), s, s))
+    sigma = noise_std(ex.model, noise, image.shape[1])
     lam1 = np.full(len(x), float(l1))
     p = softmax_at(logits.astype(np.float64), pb.target)
     loss = pb.objective(p, mask, lam1)
     scores, objectives, steps = [p], [loss], []
     for it in range(n_iter):
-        d = score_direction(pb, mask, it, n_path, seed) + regularizer_gradient(mask, lam1, pb.tv)
+        d = score_direction(pb, mask, it, n_path, seed, sigma) + regularizer_gradient(mask, lam1, pb.tv)
         mask, p, eta = line_search(pb, mask, d, loss, lam1, p)
         steps.append(eta)
         scores.append(p)
@@ -238,7 +259,7 @@ def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float 
     if still:
         raise OnnxcamError(f"igos mask of image {still[0]} did not move (no step decreased the objective); "
                            "try more iterations, a smaller l1 or tv, or another target")
-    extras = {"objective": np.stack(objectives, 1), "score": np.stack(scores, 1), "step": np.stack(steps, 1),
+    extras = {"objective": np.stack(objectives, 1), "score": np.stack(scores, 1), "step": np.stack(steps, 1), "noise": sigma,
               "l1": lam1, "rows": {**pb.rows, "total": sum(pb.rows.values())}}
     return Explanation(method="igos", heatmap=np.clip(1 - pb.upsample(mask), 0, 1).astype(np.float32), logits=logits,
                        target=pb.target, cam=saliency.astype(np.float32), extras=extras)
