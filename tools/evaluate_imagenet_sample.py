@@ -239,11 +239,8 @@ CAVEATS = [
     "- Max-sensitivity uses uniform noise of radius 0.02 in the normalized input space (0.01 in [0, 1] pixel units "
     "with std 0.5), 10 samples, seed 0. Step convergence compares the raw map at m = 50 and 2m = 100 steps; "
     "methods without path steps (Grad-CAM, the baselines) have none.",
-    "- Step convergence compares *raw* maps (onnxcam.metrics.step_convergence). Integrated Grad-CAM's raw map is a "
-    "sum over its M steps (no 1/M, as reference/methods.md defines it), so doubling M doubles its scale and its "
-    "step convergence sits near 0.5 whatever its numerical stability: the RSI-Grad-CAM vs Integrated Grad-CAM "
-    "comparison of that metric measures this scale, not convergence. A scale-free version (normalized maps) "
-    "is left to do.",
+    "- Step convergence compares the raw maps at m and 2m steps scaled to unit norm (onnxcam.metrics.step_convergence): "
+    "Integrated Grad-CAM's raw map is a sum over its M steps, so its scale alone doubles with 2M.",
     "- Not run here: ROAD (its imputation is costly on this machine) and the pointing games (the sample has no "
     "boxes or masks); `onnxcam evaluate --metric road,road-morf,road-lerf` computes ROAD.",
     "",

@@ -44,7 +44,8 @@ def raw_map(res) -> np.ndarray:
 
 
 def step_convergence(ex, x, targets, method: str, steps: int, **options) -> np.ndarray:
-    """‖M_m − M_2m‖_F / ‖M_2m‖_F per image, M the raw map (attribution or CAM) with m and 2m path steps."""
+    """‖M̂_m − M̂_2m‖_F per image, M̂ = M/‖M‖_F the raw map (attribution or CAM) with m and 2m path steps: unit
+    norms, because Integrated Grad-CAM's map is a sum over steps and grows with m."""
     steps = positive("steps", steps, integer=True)
     if "steps" in options:
         raise OnnxcamError("pass the step count as `steps`, not among the method options")
@@ -53,4 +54,11 @@ def step_convergence(ex, x, targets, method: str, steps: int, **options) -> np.n
     t = check_targets(ex, xm, targets, options.get("batch_size"))
     coarse = raw_map(ex.explain(xm, method=method, target=t, steps=steps, **options))
     fine = raw_map(ex.explain(xm, method=method, target=t, steps=2 * steps, **options))
-    return _relative_change(coarse, fine)
+    return _relative_change(unit(coarse), unit(fine))
+
+
+def unit(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by its Frobenius norm (all-zero maps stay zero)."""
+    m = maps.astype(np.float64).reshape(len(maps), -1)
+    norm = np.linalg.norm(m, axis=1, keepdims=True)
+    return (m / np.where(norm == 0, 1, norm)).reshape(maps.shape)
