@@ -13,8 +13,9 @@ def _mask(b, cond, g, x):
 
 @rule("Relu")
 def relu(b, n, dy):
-    x = n.inputs[0]
-    return [_mask(b, b.op("Greater", x, b.const(0, like=x)), dy[0], x)]
+    """Masks with Y > 0 (⇔ X > 0): reading the output leaves ORT free to fuse Conv+Relu."""
+    y = n.outputs[0]
+    return [_mask(b, b.op("Greater", y, b.const(0, like=y)), dy[0], y)]
 
 
 @rule("LeakyRelu")
