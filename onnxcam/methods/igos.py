@@ -17,6 +17,7 @@ import numpy as np
 from ..autodiff import grad_name
 from ..engine import Explanation
 from ..errors import OnnxcamError
+from ..image import IMAGENET_STD
 from . import method
 from .common import batch_rows, positive_int
 from .smooth import noise as standard_normal
@@ -120,8 +121,6 @@ def noise_std(model, noise: float | None, channels: int) -> np.ndarray:
     with std from the model's onnxcam.std metadata (ImageNet's when absent, giving 0.2)."""
     if noise is not None:
         return np.full(channels, float(noise), np.float32)
-    from ..image import IMAGENET_STD
-
     props = {p.key: p.value for p in model.proto.metadata_props}
     try:
         std = np.asarray([float(v) for v in props["onnxcam.std"].split(",")], np.float64)
