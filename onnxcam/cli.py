@@ -400,7 +400,7 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
                                                        if batch_size and "batch_size" in ev.method_parameters(m) else {})}
                    for m in methods}
     params = {"step": deletion_step, "batch_size": batch_size, "seed": seed}
-    known = ev.known_values(ev.read_log(log_path))
+    known = ev.known_values(outputs.read_jsonl(log_path))
     keys = {(p, m): ev.pair_key(p, m, requested[p], settings.key(m)) for p in paths for m in methods}
     todo = [(p, m) for p in paths for m in methods
             if any(k not in known.get(keys[p, m], {}).get("values", {}) for k in metrics)]
@@ -424,7 +424,7 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
             result = ev.evaluate_pair(ex, inputs[p], m, targets[p], missing, run_options[m], params)
             record = {"image": os.path.abspath(p), "method": m, "requested": requested[p], "settings": settings.key(m),
                       **result}
-            ev.append_log(log_path, record)
+            outputs.append_jsonl(log_path, record)
             known[keys[p, m]] = {"values": {**entry["values"], **result["values"]},
                                  "curves": {**entry["curves"], **result["curves"]}, "target": result["target"]}
     per_image = {m: {str(p): {k: known[keys[p, m]]["values"].get(k) for k in metrics} for p in paths} for m in methods}

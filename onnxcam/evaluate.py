@@ -259,34 +259,6 @@ def evaluate_pair(ex, x: np.ndarray, method: str, target: int | None, wanted: li
 # ------------------------------------------------------------------------------------------- the resumable log
 
 
-def read_log(path: Path) -> list[dict]:
-    """Records of the JSONL; a torn last line (a killed run) is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_bytes().splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and line.endswith(b"\n"):
-            records.append(record)
-    return records
-
-
-def append_log(path: Path, record: dict) -> None:
-    """One line appended with a single O_APPEND write; a torn line left by a kill is ended first."""
-    line = (json.dumps(record) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-
-
 def pair_key(image: Path | str, method: str, requested: int | None, settings: dict) -> str:
     return json.dumps([os.path.abspath(image), method, requested, settings], sort_keys=True)
 

@@ -80,9 +80,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_records(out: Path) -> list[dict]:
-    """The records of results.jsonl; a torn or malformed line (a killed run) is left out and the file repaired."""
-    path = out / RESULTS
+def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
+    """The records of a JSONL file; a torn or malformed line (a killed run) is left out, and with `repair` dropped."""
     if not path.is_file():
         return []
     lines = path.read_bytes().splitlines(keepends=True)
@@ -95,9 +94,14 @@ def read_records(out: Path) -> list[dict]:
         if isinstance(record, dict) and line.endswith(b"\n"):
             records.append(record)
             good.append(line)
-    if len(good) != len(lines):
+    if repair and len(good) != len(lines):
         write_atomic(path, b"".join(good))
     return records
+
+
+def read_records(out: Path) -> list[dict]:
+    """The records of results.jsonl, the file repaired of torn lines."""
+    return read_jsonl(out / RESULTS, repair=True)
 
 
 def recorded_images(records: list[dict], settings: dict) -> set[str]:
@@ -111,9 +115,13 @@ def is_complete(out: Path, image: Path, stem: str, methods, recorded: set[str]) 
 
 
 def append_record(out: Path, record: dict) -> None:
+    append_jsonl(out / RESULTS, record)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
     """One line appended with a single write (O_APPEND): concurrent runs and kills never interleave lines."""
     line = (json.dumps(record) + "\n").encode("utf-8")
-    fd = os.open(out / RESULTS, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line from a killed run: end it first

@@ -29,6 +29,9 @@ from onnxcam.image import Preprocessing, read_rgb
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "efficientnet_lite0.onnx"
 SAMPLES = ROOT / "models" / "samples"
+sys.path.insert(0, str(ROOT / "tools"))
+from benchlib import calibrate_batchnorm  # noqa: E402
+
 TOL = 1e-4
 LEVELS = ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL")
 
@@ -92,16 +95,7 @@ def resnet18(path: Path, size: int = 112) -> Path:
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None
-        model.train()
-        for _ in range(2):
-            model(torch.randn(8, 3, size, size, generator=g))
-    model.eval()
+    calibrate_batchnorm(model, size, batch=8)
     buf = io.BytesIO()
     torch.onnx.export(model, (torch.randn(2, 3, size, size),), buf, dynamo=False, opset_version=17,
                       input_names=["input"], output_names=["logits"],

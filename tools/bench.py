@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from benchlib import cpu_name, loadavg
 
 SECTIONS = ("gradcam", "rsi", "profile", "memory")
 SEED = 0
@@ -216,13 +217,6 @@ def ort_column(c: Case) -> str:
     return f"{100 * c.ort_share:.0f} %" if any(c.ort) else "–"
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 # ---------------------------------------------------------------- machine, model, inputs
 
 
@@ -231,14 +225,7 @@ def machine(threads: int) -> str:
     import onnxruntime as ort
     import torch
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     mem = "?"
     try:
         kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])

@@ -27,7 +27,6 @@ import argparse
 import functools
 import gc
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import cpu_name, loadavg
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED, SIZE, IMAGES, STEPS = 0, 224, 8, 50
@@ -52,25 +52,13 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def machine(threads: int) -> str:
     from importlib.metadata import version
 
     import onnxruntime as ort
     import torch
 
-    cpu = platform.processor() or "?"
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return table(["machine", ""], [
         ["CPU", f"{cpu}, {os.cpu_count()} logical cores"],
         ["threads", f"torch.set_num_threads({threads}); ORT intra_op_num_threads={threads}"],

@@ -27,7 +27,6 @@ import collections
 import io
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -40,6 +39,7 @@ import onnxruntime as ort
 import torch
 import torchvision
 from bench import cpu_counters, other_share  # tools/bench.py: other processes' CPU share from /proc/stat
+from benchlib import calibrate_batchnorm, cpu_name
 
 import onnxcam
 
@@ -48,31 +48,14 @@ SIZE = 224
 
 
 def cpu_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = f" / load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{model}, {os.cpu_count()} logical cores{load}"
+    return f"{cpu_name()}, {os.cpu_count()} logical cores{load}"
 
 
 def build_torch_model() -> torch.nn.Module:
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None
-        model.train()
-        for _ in range(2):
-            model(torch.randn(4, 3, SIZE, SIZE, generator=g))
-    model.eval()
+    calibrate_batchnorm(model, SIZE)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from onnxcam import evaluate as ev  # noqa: E402
+from onnxcam.outputs import read_jsonl  # noqa: E402
 
 CHEAP = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "saliency"]
 PATH = ["smooth-gradcam++", "integrated-gradcam", "rsi-gradcam"]  # maps in 1-2 s per image here
@@ -124,7 +125,7 @@ def stage_summary(stage: str, args, all_images: list[Path]) -> tuple[dict, list[
     metrics = ev.parse_metrics([metrics])
     step = step or args.deletion_step
     log = args.out / ("results.jsonl" if step == args.deletion_step else f"results-step{step}.jsonl")
-    records = ev.read_log(log)
+    records = read_jsonl(log)
     if not records:
         return None
     imgs = chosen(all_images, which, args)
@@ -250,7 +251,7 @@ CAVEATS = [
 def step_difference(args, summary: dict) -> list[str]:
     """|AUC(224 px per step) − AUC(--deletion-step)| on the same images and maps, from the main log."""
     main: dict[tuple[str, str], dict] = {}
-    for r in ev.read_log(args.out / "results.jsonl"):
+    for r in read_jsonl(args.out / "results.jsonl"):
         main.setdefault((Path(r["image"]).name, r["method"]), {}).update(r.get("values") or {})
     lines = []
     for kind in ("deletion", "insertion"):
