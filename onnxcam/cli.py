@@ -147,6 +147,21 @@ def _labels(path: Path | None) -> list[str] | None:
     return path.read_text(encoding="utf-8").splitlines()
 
 
+def _preprocessing_options(f):
+    """--mean, --std, --size and --layout: how images become model inputs (explain and evaluate)."""
+    options = [
+        click.option("--mean", default=None,
+                     help="Normalization mean, e.g. 0.485,0.456,0.406 (default: model metadata or ImageNet)."),
+        click.option("--std", default=None, help="Normalization std (default: model metadata or ImageNet)."),
+        click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
+                     help="Input side length for models with a dynamic input size."),
+        click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=None, help="Input layout (default: detected)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _preprocessing(m, mean, std, size, layout) -> Preprocessing:
     props = {p.key: p.value for p in m.proto.metadata_props}
     h, w = m.image_size
@@ -185,11 +200,7 @@ def _metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="onnxcam-out", show_default=True)
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Class names, one per line (default: named by the model's metadata, if any).")
-@click.option("--mean", default=None, help="Normalization mean, e.g. 0.485,0.456,0.406 (default: model metadata or ImageNet).")
-@click.option("--std", default=None, help="Normalization std (default: model metadata or ImageNet).")
-@click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
-              help="Input side length for models with a dynamic input size.")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=None, help="Input layout (default: detected).")
+@_preprocessing_options
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
@@ -343,11 +354,7 @@ def export_command(model, method, layer, steps, samples, sigma, seed, score, bas
               help="JSONL of per-(image, method) results, appended as they finish and reused on re-runs "
                    "(default: the --json path with .jsonl).")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
-@click.option("--mean", default=None, help="Normalization mean, e.g. 0.485,0.456,0.406 (default: model metadata or ImageNet).")
-@click.option("--std", default=None, help="Normalization std (default: model metadata or ImageNet).")
-@click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
-              help="Input side length for models with a dynamic input size.")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=None, help="Input layout (default: detected).")
+@_preprocessing_options
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
 @click.option("--deletion-step", type=click.IntRange(1, None), default=None,
               help="Pixels removed or inserted per deletion/insertion step (default: the input width, 224 for 224x224).")
