@@ -409,8 +409,8 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
     params = {"step": deletion_step, "batch_size": batch_size, "seed": seed}
     known = ev.known_values(outputs.read_jsonl(log_path))
     keys = {(p, m): ev.pair_key(p, m, requested[p], settings.key(m)) for p in paths for m in methods}
-    todo = [(p, m) for p in paths for m in methods
-            if any(k not in known.get(keys[p, m], {}).get("values", {}) for k in metrics)]
+    todo = [(p, m) for p in paths for m in methods if not known.get(keys[p, m], {}).get("error")
+            and any(k not in known.get(keys[p, m], {}).get("values", {}) for k in metrics)]
     if len(todo) < len(keys):
         click.echo(f"reusing {len(keys) - len(todo)} finished (image, method) pair(s) from {log_path}", err=True)
     inputs: dict[Path, np.ndarray] = {}
@@ -428,19 +428,27 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
                 targets[p] = requested[p] if requested[p] is not None else ev.predicted_class(ex, x[None])
             entry = known.get(keys[p, m], {"values": {}, "curves": {}})
             missing = [k for k in metrics if k not in entry["values"]]
-            result = ev.evaluate_pair(ex, inputs[p], m, targets[p], missing, run_options[m], params)
+            try:
+                result = ev.evaluate_pair(ex, inputs[p], m, targets[p], missing, run_options[m], params)
+            except OnnxcamError as e:  # one pair's failure (say, an all-zero map) must not stop a long run
+                result = {"target": targets[p], "values": {}, "curves": {}, "error": str(e)}
+                click.echo(f"\nwarning: {p.name} {m}: {e}", err=True)
             record = {"image": os.path.abspath(p), "method": m, "requested": requested[p], "settings": settings.key(m),
                       **result}
             outputs.append_jsonl(log_path, record)
             known[keys[p, m]] = {"values": {**entry["values"], **result["values"]},
-                                 "curves": {**entry["curves"], **result["curves"]}, "target": result["target"]}
+                                 "curves": {**entry["curves"], **result["curves"]}, "target": result["target"],
+                                 "error": result.get("error")}
     per_image = {m: {str(p): {k: known[keys[p, m]]["values"].get(k) for k in metrics} for p in paths} for m in methods}
     curves = {m: {c: [known[keys[p, m]]["curves"].get(c) for p in paths] for c in ev.CURVES if c in metrics} for m in methods}
     summary = ev.summarize(per_image, metrics, curves)
+    failures = [{"image": str(p), "method": m, "error": known[keys[p, m]]["error"]}
+                for p in paths for m in methods if known.get(keys[p, m], {}).get("error")]
     report = {**summary, "metrics": metrics, "better": {k: ev.METRICS[k].better for k in metrics},
               "images": [str(p) for p in paths],
               "targets": {str(p): known[keys[p, methods[0]]]["target"] for p in paths},
               "target_source": "labels" if labels is not None else "predicted", "per_image": per_image,
+              "failures": failures,
               "settings": {m: settings.key(m) for m in methods}, "command": sys.argv,
               "jsonl": str(log_path), "curves_png": str(png_path) if any(summary["curves"].values()) else None}
     write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
@@ -449,3 +457,8 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
     click.echo(ev.table(summary, metrics))
     click.echo(f"{len(paths)} image(s) x {len(methods)} method(s); wrote {json_path}"
                + (f" and {png_path}" if report["curves_png"] else "") + f" (per pair: {log_path})")
+    if failures:
+        click.echo(f"{len(failures)} (image, method) pair(s) failed and are left out of the means; "
+                   f"their errors are under \"failures\" in {json_path}", err=True)
+        if len(failures) == len(keys):
+            raise OnnxcamError("every (image, method) pair failed; see the warnings above")

@@ -264,7 +264,7 @@ def pair_key(image: Path | str, method: str, requested: int | None, settings: di
 
 
 def known_values(records: list[dict]) -> dict[str, dict]:
-    """pair key → the union of its recorded values and curves (later records win)."""
+    """pair key → the union of its recorded values and curves (later records win), and its error if it failed."""
     known: dict[str, dict] = {}
     for r in records:
         try:
@@ -275,6 +275,7 @@ def known_values(records: list[dict]) -> dict[str, dict]:
         entry["values"].update(r.get("values") or {})
         entry["curves"].update(r.get("curves") or {})
         entry["target"] = r.get("target", entry["target"])
+        entry["error"] = r.get("error")  # a recorded failure is not retried; a later success clears it
     return known
 
 

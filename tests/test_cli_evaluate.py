@@ -137,6 +137,23 @@ def test_labels_choose_the_explained_class(tmp_path):
         assert record["curves"]["deletion"][0] == pytest.approx(p[record["target"]], abs=1e-4)
 
 
+def test_a_failing_pair_is_recorded_and_the_run_goes_on(tmp_path):
+    """Class 275 has no positive Grad-CAM evidence on the cat photo (Grad-CAM refuses its all-zero map)."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,class_index\ncat.jpg,275\ncoffee.jpg,504\n")
+    out = tmp_path / "e.json"
+    args = ["evaluate", MODEL, *SAMPLES, "--labels", labels, "-m", "gradcam", "--metric", "gini", "--json", out]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "warning: cat.jpg gradcam:" in result.output and "1 (image, method) pair(s) failed" in result.output
+    report = json.loads(out.read_text())
+    assert [(Path(f["image"]).name, f["method"]) for f in report["failures"]] == [("cat.jpg", "gradcam")]
+    assert report["n"]["gradcam"]["gini"] == 1 and report["n"]["random"]["gini"] == 2
+    assert report["per_image"]["gradcam"][str(SAMPLES[0])]["gini"] is None
+    again = cli(*args)  # the failure is recorded, so a resumed run does not retry it
+    assert again.exit_code == 0 and "reusing 6 finished" in again.output and "warning:" not in again.output
+
+
 def one_line_error(result, code: int, *words: str) -> None:
     assert result.exit_code == code, result.output
     text = result.output.strip()

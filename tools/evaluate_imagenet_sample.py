@@ -7,17 +7,20 @@ JSONL log, so they reuse each other's (image, method) values and a killed run re
     python tools/evaluate_imagenet_sample.py --report-only         # the report from what the log holds now
     python tools/evaluate_imagenet_sample.py --stages core-subset,igos
 
-Stages, in priority order (S = the --subset images, every 5th of labels.csv; the explained class is the
+Stages, in priority order (S = --subset images spread evenly over labels.csv, all 100 by default; the explained class is the
 labelled one; every stage adds the random and center baselines):
   core-subset   all methods but I-GOS on S: deletion/insertion, confidence change, structure
-  igos          I-GOS (hundreds of Grad-CAM's cost) with Grad-CAM and IG on the first --igos images of S:
-                the same metrics
   stability     max-sensitivity and step convergence of gradcam, rsi-gradcam, integrated-gradcam on the
                 first --stability images of S
-  structure     confidence change and structure of the cheap and path methods on all images
   step-check    deletion/insertion with the RISE step (224 px) on the first --check images of S, to measure
                 what the coarser --deletion-step changes
-A report table uses only the images for which every method of its stage is done (paired comparisons).
+  road          ROAD (MoRF, LeRF, combined) of all methods but I-GOS on the first --road images of S
+  structure     confidence change and structure of the cheap and path methods on all images
+  igos          I-GOS (hundreds of Grad-CAM's cost) with Grad-CAM and IG on the first --igos images of S:
+                the same metrics
+A report table uses only the images for which every method of its stage is done (paired comparisons); an
+image on which a method failed (say, an all-zero Grad-CAM for a class without positive evidence) is left out
+of its stage's table and listed under it.
 """
 
 from __future__ import annotations
@@ -47,12 +50,17 @@ COSTLY = ["ig", "smoothgrad"]  # input gradients: 50 and 25 rows at ~0.15 s each
 STRUCTURE = "avg-drop,increase,gini,top-k,components,component-size"
 STAGES = {  # name: (methods, metrics, which images, deletion step or None for --deletion-step), in priority order
     "core-subset": (CHEAP + PATH + COSTLY, "deletion,insertion," + STRUCTURE, "subset", None),
-    "igos": (["igos", "gradcam", "ig"], "deletion,insertion," + STRUCTURE, "igos", None),
     "stability": (["gradcam", "rsi-gradcam", "integrated-gradcam"], "max-sensitivity,step-convergence", "stability",
                   None),
-    "structure": (CHEAP + PATH, STRUCTURE, "all", None),
     "step-check": (["gradcam", "rsi-gradcam"], "deletion,insertion", "check", 224),
+    "road": (CHEAP + PATH + COSTLY, "road-morf,road-lerf,road", "road", None),
+    "structure": (CHEAP + PATH, STRUCTURE, "all", None),
+    "igos": (["igos", "gradcam", "ig"], "deletion,insertion," + STRUCTURE, "igos", None),
 }
+TITLES = {"core-subset": "Subset S: deletion, insertion, confidence, structure",
+          "igos": "Subset S: I-GOS against Grad-CAM and IG", "stability": "Stability (first images of S)",
+          "step-check": "Step check: RISE step (224 px per step)", "road": "ROAD (first images of S)",
+          "structure": "All images: confidence and structure"}
 
 
 def images(data: Path) -> list[Path]:
@@ -65,7 +73,8 @@ def chosen(all_images: list[Path], which: str, args) -> list[Path]:
     if which == "all":
         return all_images
     subset = all_images[:: max(1, len(all_images) // args.subset)][: args.subset]
-    return subset[: {"subset": args.subset, "igos": args.igos, "stability": args.stability, "check": args.check}[which]]
+    return subset[: {"subset": args.subset, "igos": args.igos, "stability": args.stability, "check": args.check,
+                     "road": args.road}[which]]
 
 
 def command(stage: str, args, all_images: list[Path]) -> list[str]:
@@ -119,7 +128,9 @@ def run_stage(stage: str, args, all_images: list[Path]) -> dict:
 
 
 def stage_summary(stage: str, args, all_images: list[Path]) -> tuple[dict, list[str], list[str], dict] | None:
-    """Summary over the images that every method of the stage has finished; None if there are none yet."""
+    """Summary over the images that every method of the stage has finished; None if there are none yet.
+
+    summary["failed"] lists (image, method, error) for the images left out because a method failed on them."""
     methods, metrics, which, step = STAGES[stage]
     methods = ev.check_methods(methods)
     metrics = ev.parse_metrics([metrics])
@@ -138,16 +149,23 @@ def stage_summary(stage: str, args, all_images: list[Path]) -> tuple[dict, list[
         entry = by_pair.setdefault(key, {"values": {}, "curves": {}})
         entry["values"].update(r.get("values") or {})
         entry["curves"].update(r.get("curves") or {})
+        entry["error"] = r.get("error")
         if r.get("seconds"):
             seconds.setdefault(r["method"], []).append(r["seconds"]["explain"])
-    done = [p for p in imgs if all(set(metrics) <= set(by_pair.get((str(p.resolve()), m), {}).get("values", {}))
-                                   for m in methods)]
+    def pair(p, m):
+        return by_pair.get((str(p.resolve()), m), {})
+
+    finished = [p for p in imgs if all(pair(p, m).get("error") or set(metrics) <= set(pair(p, m).get("values", {}))
+                                       for m in methods)]
+    failed = [(p.name, m, pair(p, m)["error"]) for p in finished for m in methods if pair(p, m).get("error")]
+    done = [p for p in finished if not any(pair(p, m).get("error") for m in methods)]
     if not done:
         return None
     per_image = {m: {str(p): by_pair[str(p.resolve()), m]["values"] for p in done} for m in methods}
     curves = {m: {c: [by_pair[str(p.resolve()), m]["curves"].get(c) for p in done] for c in ev.CURVES} for m in methods}
     summary = ev.summarize(per_image, metrics, curves)
     summary["images"] = [p.name for p in done]
+    summary["failed"] = failed
     summary["per_image"] = {m: {Path(i).name: v for i, v in per.items()} for m, per in per_image.items()}
     return summary, metrics, methods, {m: float(np.median(v)) for m, v in seconds.items()}
 
@@ -185,8 +203,9 @@ def report(args, all_images: list[Path], commands: list[str]) -> str:
            "over images. `random` (a uniform random map) and `center` (a centered Gaussian) are the "
            "\"no information\" baselines.", "",
            "## What was run", "",
-           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
-           "while this ran (so times are only indicative); ONNX Runtime CPUExecutionProvider.", "",
+           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; ONNX Runtime "
+           "CPUExecutionProvider. The stage table gives the share of the CPU other processes took while a stage ran; "
+           "times are only indicative where it is high.", "",
            "```sh", f"python tools/evaluate_imagenet_sample.py {shown_args(args)}".rstrip(), "```", "",
            "which ran these stages (one `onnxcam evaluate` each, sharing one resumable JSONL log):", "", "```sh",
            *commands, "```", ""]
@@ -201,11 +220,7 @@ def report(args, all_images: list[Path], commands: list[str]) -> str:
             "on 224×224) rather than RISE's 224 (224 steps), to fit the machine's time; the `step-check` table measures "
             "what that changes.", ""]
     summaries = {}
-    for stage, title in [("core-subset", "Subset S: deletion, insertion, confidence, structure"),
-                         ("igos", "Subset S: I-GOS against Grad-CAM and IG"),
-                         ("stability", "Stability (first images of S)"),
-                         ("structure", "All images: confidence and structure"),
-                         ("step-check", "Step check: RISE step (224 px per step)")]:
+    for stage, title in TITLES.items():
         got = stage_summary(stage, args, all_images)
         if got is None:
             out += [f"## {title}", "", "Not run (or no image finished) in the time available.", ""]
@@ -215,21 +230,22 @@ def report(args, all_images: list[Path], commands: list[str]) -> str:
         out += [f"## {title}", "", f"{len(summary['images'])} images: "
                 + (", ".join(summary["images"]) if len(summary["images"]) < 30 else "see the stage's command") + ".", "",
                 ev.table(summary, metrics, markdown=True), "",
-                "Median seconds per image to compute the map (shared machine): "
+                "Median seconds per image to compute the map: "
                 + ", ".join(f"{m} {secs[m]:.2f}" for m in methods if m in secs) + ".", ""]
+        if summary["failed"]:
+            out += [f"Left out of this table ({len({f[0] for f in summary['failed']})} image(s)), because a method "
+                    "failed on them: " + "; ".join(f"{i} {m}: {e}" for i, m, e in summary["failed"]) + ".", ""]
         out += deletion_note(summary)
         if stage == "step-check":
             out += step_difference(args, summary)
     out += claims(summaries)
-    out += CAVEATS
+    counts = ", ".join(f"{stage} {len(s['images'])}" for stage, s in summaries.items())
+    out += ["## Caveats", "", f"- One model (EfficientNet-Lite0, 7×7 last feature map); images per stage: {counts}. "
+            "A verdict here says nothing about other models.", *CAVEATS]
     return "\n".join(out) + "\n"
 
 
 CAVEATS = [
-    "## Caveats", "",
-    "- One model (EfficientNet-Lite0, 7×7 last feature map) and small samples: S has at most "
-    "20 images, the I-GOS and stability stages 10; the standard errors are wide, and a verdict here says nothing "
-    "about other models.",
     "- The explained class is the labelled one, also for the images the model gets wrong.",
     "- Grad-CAM, XGrad-CAM and HiResCAM give the same numbers here: the auto layer feeds global average pooling "
     "and a linear head, so the gradient is constant over positions and the three maps coincide after "
@@ -242,8 +258,9 @@ CAVEATS = [
     "methods without path steps (Grad-CAM, the baselines) have none.",
     "- Step convergence compares the raw maps at m and 2m steps scaled to unit norm (onnxcam.metrics.step_convergence): "
     "Integrated Grad-CAM's raw map is a sum over its M steps, so its scale alone doubles with 2M.",
-    "- Not run here: ROAD (its imputation is costly on this machine) and the pointing games (the sample has no "
-    "boxes or masks); `onnxcam evaluate --metric road,road-morf,road-lerf` computes ROAD.",
+    "- ROAD imputes the removed pixels by the authors' noisy linear interpolation at percentiles 10, 20, …, 90 and "
+    "scores the softmax probability of the explained class.",
+    "- Not run here: the pointing games (the sample has no boxes or masks).",
     "",
 ]
 
@@ -310,7 +327,8 @@ def claims(summaries: dict) -> list[str]:
                     continue
                 note = " (an artifact of Integrated Grad-CAM's scale, which doubles with 2m steps: see Caveats)" \
                     if metric == "step-convergence" and b == "integrated-gradcam" else ""
-                out.append(f"- {paired(summary, metric, a, b)}{note}")
+                result = paired(summary, metric, a, b)
+                out.append(f"- {result}{note if 'not measured' not in result else ''}")
         out.append("")
     return out
 
@@ -322,10 +340,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "efficientnet_lite0.onnx")
     parser.add_argument("--out", type=Path, default=Path("/tmp/onnxcam-eval"), help="logs and JSON (not the repo)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "evaluation.md")
-    parser.add_argument("--subset", type=int, default=20, help="images in S")
-    parser.add_argument("--igos", type=int, default=10, help="images of the igos stage (first of S)")
-    parser.add_argument("--stability", type=int, default=10, help="images of the stability stage (first of S)")
-    parser.add_argument("--check", type=int, default=5, help="images of the step check (first of S)")
+    parser.add_argument("--subset", type=int, default=100, help="images in S")
+    parser.add_argument("--igos", type=int, default=100, help="images of the igos stage (first of S)")
+    parser.add_argument("--stability", type=int, default=100, help="images of the stability stage (first of S)")
+    parser.add_argument("--check", type=int, default=20, help="images of the step check (first of S)")
+    parser.add_argument("--road", type=int, default=20, help="images of the ROAD stage (first of S)")
     parser.add_argument("--deletion-step", type=int, default=896, help="pixels per deletion/insertion step")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, in order: {', '.join(STAGES)}")
