@@ -308,31 +308,47 @@ def onnxcam_explainer(path: Path, threads: int):
 # ---------------------------------------------------------------- reference loop (torch)
 
 
-def reference_loop(model, layer, x, targets, steps: int) -> np.ndarray:
-    """The reference code's one-step-at-a-time loop, written straightforwardly in torch: for each image
-    and each i = 0..m, forward x_i = (i/m)·x (black baseline 0), take ∂softmax_c/∂A with autograd,
-    add ½(ReLU(G_{i−1}) + ReLU(G_i))·(A_i − A_{i−1}); w_k = mean_ij R^k, cam = ReLU(mean_k w_k A^k(x))."""
+def reference_loop(model, layer, x, targets, steps: int, authors: bool = True) -> np.ndarray:
+    """The reference code's one-step-at-a-time loop in torch: for each image and each i = 0..m, forward
+    x_i = (i/m)·x (black baseline 0) at batch 1, take G_i = ∂softmax_c/∂A, add ½(ReLU(G_{i−1}) + ReLU(G_i))·(A_i − A_{i−1});
+    w_k = mean_ij R^k, cam = ReLU(mean_k w_k A^k(x)).
+
+    authors=True does it as the authors' notebook (mlerma54/RSIGradCAM, RSI_Grad_CAM_PyTorch_w_ResNet50.ipynb,
+    compute_heatmap): the parameters require grad (torchvision's default; the notebook sets it too) and each point
+    calls loss.backward(), a full backward pass that also fills every parameter's .grad, with G read by a tensor hook. authors=False is the lean loop a careful user
+    would write instead: torch.autograd.grad(prob, A), which stops at the layer."""
     import torch
 
     store = {}
-    hook = layer.register_forward_hook(lambda module, inputs, output: store.__setitem__("a", output))
+
+    def hook(module, inputs, output):
+        store["a"] = output
+        if authors:
+            output.register_hook(lambda g: store.__setitem__("g", g))
+
+    handle = layer.register_forward_hook(hook)
     cams = []
     try:
         for img, c in zip(x, targets):
             total, prev_a, prev_g = 0.0, None, None
             for i in range(steps + 1):
                 xi = (i / steps) * torch.from_numpy(img[None])
-                prob = torch.softmax(model(xi), dim=-1)[0, int(c)]
-                a = store["a"]
-                (g,) = torch.autograd.grad(prob, a)
-                a, g = a.detach()[0], torch.relu(g[0])
+                prob = torch.softmax(model(xi), dim=-1)[:, int(c)]
+                if authors:
+                    prob.backward()
+                    g = store["g"]
+                else:
+                    (g,) = torch.autograd.grad(prob.sum(), store["a"])
+                a, g = store["a"].detach()[0], torch.relu(g[0])
                 if prev_a is not None:
                     total = total + 0.5 * (prev_g + g) * (a - prev_a)
                 prev_a, prev_g = a, g
             w = total.mean(dim=(1, 2))
             cams.append(torch.relu((w[:, None, None] * prev_a).mean(0)).numpy())
     finally:
-        hook.remove()
+        handle.remove()
+        for p in model.parameters():
+            p.grad = None
     return np.stack(cams)
 
 
@@ -436,17 +452,23 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
 
     ln = min(args.loop_images, n)
     loop = Case(
-        f"reference one-step-at-a-time loop (torch, batch 1), timed on {ln} image(s) × {n / ln:g}",
+        f"reference code's one-step loop (torch, batch 1, loss.backward()), timed on {ln} image(s) × {n / ln:g}",
         lambda: reference_loop(model, model.layer4[-1], x[:ln], targets[:ln], m),
         lambda: reference_loop(model, model.layer4[-1], x[:1], targets[:1], 1),
         scale=n / ln,
         keep=True,
     )
+    lean = Case(  # what a careful user would write: informational, not the issue's reference
+        f"lean one-step loop (torch, batch 1, autograd.grad to the layer only), timed on {ln} image(s) × {n / ln:g}",
+        lambda: reference_loop(model, model.layer4[-1], x[:ln], targets[:ln], m, authors=False),
+        lambda: reference_loop(model, model.layer4[-1], x[:1], targets[:1], 1, authors=False),
+        scale=n / ln,
+    )
     activation = Case(  # a different sum (straight line in activation space): shown, not used for the targets
         f"onnxcam rsi-gradcam, path=\"activation\", batch_size={DEFAULT_BATCH} (cheaper variant, not the same sum)",
         lambda: ex.explain(x, method="rsi-gradcam", steps=m, path="activation", baseline=BASELINE),
     )
-    cases = [*ox, activation, *captum_cases, loop] if args.activation_path else [*ox, *captum_cases, loop]
+    cases = [*ox, *([activation] if args.activation_path else []), *captum_cases, loop, lean]
     log(f"rsi: {n} images × {m + 1} points = {rows_total} rows per call; {len(cases)} configurations")
 
     measure(cases, args.repeats)
@@ -483,6 +505,9 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
         for which, ours_c in (("default", default), ("best", best)):
             r = ref_case.median / ours_c.median
             ratios.append([f"{label} ÷ onnxcam {which} ({_bs(ours_c)})", f"{r:.2f}×", f"≥ {target:g}×", _yes(r >= target)])
+    r = lean.median / default.median
+    ratios.append([f"lean loop ÷ onnxcam default ({_bs(default)}) (informational: not the reference code)", f"{r:.2f}×",
+                   "–", "–"])
     if args.activation_path:
         r = loop.median / activation.median
         ratios.append(["reference loop ÷ onnxcam path=\"activation\" (a different sum: informational)", f"{r:.2f}×",
