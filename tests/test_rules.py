@@ -349,3 +349,22 @@ def test_resize_of_the_batch_axis_is_refused():
     model.graph.initializer.append(numpy_helper.from_array(scales(2, 1, 1, 1), "s"))
     with pytest.raises(onnxcam.UnsupportedOpError, match="'Resize'.*'up'.*batch"):
         onnxcam.gradient_model(model, wrt="x", output="y")
+
+
+@pytest.mark.parametrize(("op", "shape", "eps"), [("Relu", [2, 8, 3, 3], 2**-10), ("GlobalAveragePool", [2, 8, 3, 4], 0.5)])
+def test_blocked_layout_forms_match_finite_differences(op, shape, eps):
+    """float32 N·C·H·W tensors take the Conv-based forms of these rules (the table runs float64, which keeps the
+    plain ones). Casts put the node in float32; inputs on a 1/1024 grid, at least one step from Relu's kink, and
+    power-of-two steps keep the inputs exact (the linear pool takes a large one, above its float32 rounding)."""
+    x = grid(*shape)
+    x[np.abs(x) < 2**-10] = 0.5
+    out = [shape[0], shape[1], 1, 1] if op == "GlobalAveragePool" else shape
+    nodes = [helper.make_node("Cast", ["x"], ["x32"], to=F32), helper.make_node(op, ["x32"], ["y32"])]
+
+    def build(dtype):
+        to = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        return _graph_model([*nodes, helper.make_node("Cast", ["y32"], ["y"], to=to)], shape, out, dtype)
+
+    ops = {n.op_type for n in onnxcam.gradient_model(build(np.float64), wrt="x", output="y").graph.node}
+    assert "Conv" in ops and not ops & {"Where", "Expand"}, ops  # the blocked form, not the plain one
+    check_model(build, {"x": x}, f"{op}-float32-NCHW", eps=eps)

@@ -66,6 +66,7 @@ class Builder:
                 self.values[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
+        self.declared: list[onnx.ValueInfoProto] = []
         self._count = 0
 
     # facts ------------------------------------------------------------------------------------
@@ -81,6 +82,12 @@ class Builder:
     def static_shape(self, name: str) -> tuple[int, ...] | None:
         s = self.shape(name)
         return s if s is not None and all(isinstance(d, int) for d in s) else None
+
+    def blocked(self, x: str) -> bool:
+        """A float32 N·C·H·W tensor with known C: ONNX Runtime's CPU runs Conv, Mul and Sum on it in its blocked
+        NCHWc layout, where Greater, Where, Expand and ConvTranspose force reorders to plain NCHW and back."""
+        shape = self.shape(x)
+        return self.dtype(x) == np.float32 and shape is not None and len(shape) == 4 and isinstance(shape[1], int)
 
     def value(self, name: str | None) -> np.ndarray | None:
         """The constant value of a tensor (initializer or Constant), else None."""
@@ -157,6 +164,13 @@ class Builder:
         summed = self.op("ReduceSum", dx, axes, keepdims=1, noop_with_empty_axes=1)
         return self.op("Reshape", summed, shape_x)
 
+    def declare(self, name: str, like: str) -> None:
+        """Record that `name` has the type and shape of `like` (a gradient has its primal's): with the symbolic
+        batch kept, ONNX Runtime can match shapes where its own inference loses them (after Expand, Reshape)."""
+        if name != GRAD_SEED and name not in self.shapes and self.shape(like) is not None:
+            self.shapes[name], self.types[name] = self.shape(like), self.types[like]
+            self.declared.append(_value_info(name, self, like))
+
     def zeros_like(self, x: str) -> str:
         return self.op("ConstantOfShape", self.shape_of(x), value=numpy_helper.from_array(np.zeros(1, self.dtype(x))))
 
@@ -186,6 +200,7 @@ def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str) -> onnx
     g = out.graph
     g.node.extend(b.nodes)
     g.initializer.extend(b.initializers)
+    g.value_info.extend(b.declared)
     g.input.append(_value_info(GRAD_SEED, b, output))
     for name in wrt:
         g.node.append(helper.make_node("Identity", [grads[name]], [grad_name(name)], name=grad_name(name)))
@@ -215,6 +230,7 @@ def backward(proto: onnx.ModelProto, b: Builder, wrt: list[str], output: str) ->
         for name, need, d in zip(node.inputs, node.needs, dx):
             if need and d is not None:
                 contributions[name].append(d)
+                b.declare(d, like=name)
     result = {}
     for name in wrt:
         if not contributions.get(name):
@@ -230,6 +246,7 @@ def _accumulate(b: Builder, contributions: dict[str, list[str]], name: str) -> s
         return None
     if len(terms) > 1:
         contributions[name] = [b.add_all(terms)]
+        b.declare(contributions[name][0], like=name)
     return contributions[name][0]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import rule
 
 
@@ -15,7 +17,19 @@ def _mask(b, cond, g, x):
 def relu(b, n, dy):
     """Masks with Y > 0 (⇔ X > 0): reading the output leaves ORT free to fuse Conv+Relu."""
     y = n.outputs[0]
+    if b.blocked(y):
+        return [b.op("Mul", dy[0], _positive_mask(b, y))]
     return [_mask(b, b.op("Greater", y, b.const(0, like=y)), dy[0], y)]
+
+
+def _positive_mask(b, y: str) -> str:
+    """1[Y > 0] for Y ≥ 0 as Clip(Y·2¹²⁶, 0, 1), a per-channel 1×1 Conv that ORT fuses with its Clip.
+
+    Exact for Y = 0 and every normal float32 Y > 0 (Y ≥ 2⁻¹²⁶ gives Y·2¹²⁶ ≥ 1); only subnormal Y would differ."""
+    channels = b.shape(y)[1]
+    scale = b.const(np.full((channels, 1, 1, 1), 2.0**126), like=y)
+    return b.op("Clip", b.op("Conv", y, scale, group=channels, kernel_shape=[1, 1]), b.const(0, like=y),
+                b.const(1, like=y))
 
 
 @rule("LeakyRelu")

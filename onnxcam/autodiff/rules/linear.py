@@ -54,6 +54,9 @@ def conv(b, n, dy):
         "ConvTranspose", dy[0], w, group=group, strides=strides, dilations=dilations,
         kernel_shape=kernel, pads=begin + end, output_padding=extra,
     )
+    if b.blocked(x):  # ORT has no blocked ConvTranspose: hand the sums downstream a blocked tensor
+        channels = b.shape(x)[1]
+        dx = b.op("Conv", dx, b.const(np.ones((channels, 1, 1, 1)), like=x), group=channels, kernel_shape=[1, 1])
     return [dx]
 
 

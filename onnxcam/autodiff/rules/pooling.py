@@ -41,9 +41,19 @@ def global_max_pool(b, n, dy):
     return [scatter_indices(b, x, indices, dy[0])]
 
 
+SMALL_GRID = 100  # the Conv form costs (H·W)² per channel: only for final feature maps such as 7×7
+
+
 @rule("GlobalAveragePool")
 def global_average_pool(b, n, dy):
+    """dX = dY/(H·W) everywhere. On small blocked-layout grids: a depthwise Conv of the 1×1 dY with an H×W kernel
+    of 1/(H·W), padded so that one tap meets dY at each position, instead of Expand (see Builder.blocked)."""
     x = n.inputs[0]
+    spatial = (b.shape(x) or [None])[2:]
+    if b.blocked(x) and all(isinstance(d, int) for d in spatial) and spatial[0] * spatial[1] <= SMALL_GRID:
+        channels, (h, w) = b.shape(x)[1], spatial
+        kernel = b.const(np.full((channels, 1, h, w), 1 / (h * w)), like=x)
+        return [b.op("Conv", dy[0], kernel, group=channels, kernel_shape=[h, w], pads=[h - 1, w - 1, h - 1, w - 1])]
     count = b.op("Cast", b.op("Div", b.op("Size", x), b.op("Size", n.outputs[0])), to=b.types[x])
     return [b.op("Expand", b.op("Div", dy[0], count), b.shape_of(x))]
 
