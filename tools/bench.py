@@ -310,13 +310,14 @@ def onnxcam_explainer(path: Path, threads: int):
 
 def reference_loop(model, layer, x, targets, steps: int, authors: bool = True) -> np.ndarray:
     """The reference code's one-step-at-a-time loop in torch: for each image and each i = 0..m, forward
-    x_i = (i/m)·x (black baseline 0) at batch 1, take G_i = ∂softmax_c/∂A, add ½(ReLU(G_{i−1}) + ReLU(G_i))·(A_i − A_{i−1});
-    w_k = mean_ij R^k, cam = ReLU(mean_k w_k A^k(x)).
+    x_i = (i/m)·x (black baseline 0) at batch 1, take G_i = ∂softmax_c/∂A, add
+    ½(ReLU(G_{i−1}) + ReLU(G_i))·(A_i − A_{i−1}); w_k = mean_ij R^k, cam = ReLU(mean_k w_k A^k(x)).
 
     authors=True does it as the authors' notebook (mlerma54/RSIGradCAM, RSI_Grad_CAM_PyTorch_w_ResNet50.ipynb,
     compute_heatmap): the parameters require grad (torchvision's default; the notebook sets it too) and each point
-    calls loss.backward(), a full backward pass that also fills every parameter's .grad, with G read by a tensor hook. authors=False is the lean loop a careful user
-    would write instead: torch.autograd.grad(prob, A), which stops at the layer."""
+    calls loss.backward(), a full backward pass that also fills every parameter's .grad, with G read by a tensor
+    hook. authors=False is the lean loop a careful user would write instead: torch.autograd.grad(prob, A), which
+    stops at the layer."""
     import torch
 
     store = {}

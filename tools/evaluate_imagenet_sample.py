@@ -1,7 +1,8 @@
 """Evaluate every onnxcam method on the ImageNet sample with the demo model and write docs/evaluation.md.
 
-Each stage is one `onnxcam evaluate` command (printed, and written into the report); all stages share one
-JSONL log, so they reuse each other's (image, method) values and a killed run resumes where it stopped:
+Each stage but worst-case is one `onnxcam evaluate` command (printed, and written into the report); those stages
+share one JSONL log, so they reuse each other's (image, method) values and a killed run resumes where it stopped.
+worst-case runs in this process and keeps its per-image values in OUT/worst-case.json (written after each batch):
 
     python tools/evaluate_imagenet_sample.py                       # run the stages, then write the report
     python tools/evaluate_imagenet_sample.py --report-only         # the report from what the log holds now
@@ -16,6 +17,8 @@ labelled one; every stage adds the random and center baselines):
                 what the coarser --deletion-step changes
   road          ROAD (MoRF, LeRF, combined) of all methods but I-GOS on the first --road images of S
   structure     confidence change and structure of the cheap and path methods on all images
+  worst-case    the simple gradient's dual-norm worst-case δ (L∞, L2, L1, elastic-net, 14×14 patch groups) on the
+                first --worst-case images of S: predicted ε‖∇‖_*, actual logit change, and a random δ's
   igos          I-GOS (hundreds of Grad-CAM's cost) with Grad-CAM and IG on the first --igos images of S:
                 the same metrics
 A report table uses only the images for which every method of its stage is done (paired comparisons); an
@@ -41,6 +44,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from onnxcam import OnnxcamError  # noqa: E402
 from onnxcam import evaluate as ev  # noqa: E402
 from onnxcam.outputs import read_jsonl  # noqa: E402
 
@@ -61,6 +65,23 @@ TITLES = {"core-subset": "Subset S: deletion, insertion, confidence, structure",
           "igos": "Subset S: I-GOS against Grad-CAM and IG", "stability": "Stability (first images of S)",
           "step-check": "Step check: RISE step (224 px per step)", "road": "ROAD (first images of S)",
           "structure": "All images: confidence and structure"}
+WORST_CASE = "worst-case"  # runs in-process (onnxcam.metrics.worst_case), not through `onnxcam evaluate`
+ORDER = ["core-subset", "stability", "step-check", "road", "structure", WORST_CASE, "igos"]  # priority order
+WC_NORMS = ["linf", "l2", "l1", "elastic", "group"]
+WC_KEYS = ["predicted", "dual", "actual", "random"]
+WC_PATCH, WC_PER_CALL = 14, 10  # group patch side; images per worst_case call (bounds memory)
+WC_CHOICES = {  # why each budget (in [0, 1] pixel units) is what it is
+    "linf": "1/255: one grey level on every pixel channel",
+    "l2": "√(3·H·W)/(16·255): the L2 norm of moving 1/256 of the pixel channels by 1/255 (a sixteenth of the L2 "
+          "norm of the L∞ δ), small so that the first-order prediction stays meaningful",
+    "l1": "0.01: one pixel channel moved by 2.55 grey levels (the worst case moves a single coordinate; on this "
+          "model the first-order prediction there holds only for a few grey levels, and at the whole range "
+          "the logit barely moves)",
+    "elastic": "ε = 1/255, ε₂ = 1/510 (penalty form, δ = ε·sign(g) + 2ε₂·g): in pixel units δ = (sign(g) + g)/255, so "
+               "the L2 part moves a pixel channel by more than the L∞ part only where |∂logit/∂pixel| > 1",
+    "group": "14/255 per 14×14 patch and channel: the L2 norm of 1/255 on each of its pixels, so the ball contains "
+             "the L∞ one",
+}
 
 
 def images(data: Path) -> list[Path]:
@@ -74,7 +95,7 @@ def chosen(all_images: list[Path], which: str, args) -> list[Path]:
         return all_images
     subset = all_images[:: max(1, len(all_images) // args.subset)][: args.subset]
     return subset[: {"subset": args.subset, "igos": args.igos, "stability": args.stability, "check": args.check,
-                     "road": args.road}[which]]
+                     "road": args.road, WORST_CASE: args.worst_case}[which]]
 
 
 def command(stage: str, args, all_images: list[Path]) -> list[str]:
@@ -109,12 +130,20 @@ def cpu_busy() -> float | None:
 
 
 def run_stage(stage: str, args, all_images: list[Path]) -> dict:
+    if stage == WORST_CASE:
+        print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: {wc_command(args)}", flush=True)
+        return timed(stage, args, lambda: worst_case_rc(args, all_images))
     cmd = command(stage, args, all_images)
     print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: {shown(cmd, args)}", flush=True)
+    return timed(stage, args, lambda: subprocess.call([sys.executable, "-m", "onnxcam", *cmd[1:]], cwd=ROOT))
+
+
+def timed(stage: str, args, work) -> dict:
+    """Run work() → exit code, and log its wall time and the CPU share other processes took meanwhile."""
     busy, own, start = cpu_busy(), os.times(), time.time()
-    rc = subprocess.call([sys.executable, "-m", "onnxcam", *cmd[1:]], cwd=ROOT)
+    rc = work()
     wall, t = time.time() - start, os.times()
-    mine = (t.children_user + t.children_system) - (own.children_user + own.children_system)
+    mine = sum(t[:4]) - sum(own[:4])  # this process and its children, user and system
     after = cpu_busy()
     others = None if busy is None or after is None else max(0.0, (after - busy - mine) / (wall * (os.cpu_count() or 1)))
     info = {"stage": stage, "rc": rc, "wall_s": round(wall, 1), "others_cpu_share": others and round(others, 2)}
@@ -122,6 +151,84 @@ def run_stage(stage: str, args, all_images: list[Path]) -> dict:
     with open(args.out / "stages.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(info) + "\n")
     return info
+
+
+# ------------------------------------------------------------------------------------------- worst-case
+
+
+def wc_command(args) -> str:
+    """The invocation that runs (or resumes) only the worst-case stage, paths as from the repo root."""
+    def rel(p: Path) -> str:
+        return str(p).replace(str(ROOT) + "/", "")
+
+    return shlex.join(["python", "tools/evaluate_imagenet_sample.py", "--stages", WORST_CASE, "--worst-case",
+                       str(args.worst_case), "--subset", str(args.subset), "--model", rel(args.model), "--data",
+                       args.data_shown, "--out", rel(args.out), "--batch-size", str(args.batch_size)])
+
+
+def wc_budgets(size: tuple[int, int]) -> dict[str, list]:
+    """[ε, ε₂ or None] per norm in [0, 1] pixel units (WC_CHOICES says why)."""
+    h, w = size
+    return {"linf": [1 / 255, None], "l2": [math.sqrt(3 * h * w) / (16 * 255), None], "l1": [0.01, None],
+            "elastic": [1 / 255, 1 / 510], "group": [WC_PATCH / 255, None]}
+
+
+def wc_model_units(budget: list, std: float) -> tuple[float, float | None]:
+    """x_model = (x − mean)/std, so δ and ε scale by 1/std and ε₂ (δ = 2ε₂·g, g scaling by std) by 1/std²."""
+    eps, eps2 = budget
+    return eps / std, None if eps2 is None else eps2 / std**2
+
+
+def wc_settings(args, prep) -> dict:
+    """What the saved values depend on; a saved image is reused only under equal settings (JSON-normalized)."""
+    if len(set(prep.std)) != 1:
+        raise OnnxcamError(f"per-channel std {prep.std} cannot turn one pixel-unit ε into one model-unit ε")
+    settings = {"model": f"{args.model}#{args.model.stat().st_size}", "preprocessing": [prep.size, prep.mean, prep.std,
+                prep.layout], "budgets_pixel_units": wc_budgets(prep.size), "score": "logit", "patch": WC_PATCH,
+                "per_call": WC_PER_CALL, "seed": "index of the call's batch in the image list"}
+    return json.loads(json.dumps(settings))
+
+
+def worst_case_rc(args, all_images: list[Path]) -> int:
+    """run_worst_case as an exit code, like the other stages: a failure must not stop the later stages."""
+    try:
+        run_worst_case(args, all_images)
+    except OnnxcamError as e:
+        print(f"worst-case failed: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def run_worst_case(args, all_images: list[Path]) -> None:
+    """Worst-case and random δ per norm on the chosen images, WC_PER_CALL images per call; saves after each call."""
+    from onnxcam import Explainer
+    from onnxcam.cli import _preprocessing
+    from onnxcam.image import read_rgb, write_atomic
+    from onnxcam.metrics import worst_case
+
+    ex = Explainer(args.model)
+    prep = _preprocessing(ex.model, None, None, None, None)  # exactly what `onnxcam evaluate` uses by default
+    settings, path = wc_settings(args, prep), args.out / "worst-case.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    results = saved.get("images", {}) if saved.get("settings") == settings else {}
+    labels = ev.read_labels(args.data / "labels.csv")
+    imgs = chosen(all_images, WORST_CASE, args)
+    budgets = {n: wc_model_units(b, prep.std[0]) for n, b in settings["budgets_pixel_units"].items()}
+    for call, first in enumerate(range(0, len(imgs), WC_PER_CALL)):
+        batch = imgs[first : first + WC_PER_CALL]
+        if all(p.name in results for p in batch):
+            continue
+        start = time.time()
+        x = np.stack([prep(read_rgb(p))[0] for p in batch])
+        targets = np.array([ev.label_of(labels, p, args.data / "labels.csv") for p in batch])
+        got = {n: worst_case(ex, x, targets, n, eps, seed=call, eps2=eps2, patch=WC_PATCH, score="logit",
+                             batch_size=args.batch_size) for n, (eps, eps2) in budgets.items()}
+        seconds = (time.time() - start) / len(batch)
+        for j, p in enumerate(batch):
+            results[p.name] = {"target": int(targets[j]), "seconds": round(seconds, 3),
+                               **{n: {k: float(r[k][j]) for k in WC_KEYS} for n, r in got.items()}}
+        write_atomic(path, (json.dumps({"settings": settings, "images": results}, indent=1) + "\n").encode("utf-8"))
+        print(f"[{time.strftime('%H:%M:%S')}] worst-case: {len(results)} images, {seconds:.2f} s per image", flush=True)
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -207,7 +314,8 @@ def report(args, all_images: list[Path], commands: list[str]) -> str:
            "CPUExecutionProvider. The stage table gives the share of the CPU other processes took while a stage ran; "
            "times are only indicative where it is high.", "",
            "```sh", f"python tools/evaluate_imagenet_sample.py {shown_args(args)}".rstrip(), "```", "",
-           "which ran these stages (one `onnxcam evaluate` each, sharing one resumable JSONL log):", "", "```sh",
+           "which ran these stages (one `onnxcam evaluate` each, sharing one resumable JSONL log; worst-case runs in "
+           "the tool's own process):", "", "```sh",
            *commands, "```", ""]
     stages = [json.loads(line) for line in (args.out / "stages.jsonl").read_text().splitlines()] \
         if (args.out / "stages.jsonl").is_file() else []
@@ -238,6 +346,7 @@ def report(args, all_images: list[Path], commands: list[str]) -> str:
         out += deletion_note(summary)
         if stage == "step-check":
             out += step_difference(args, summary)
+    out += worst_case_report(args, all_images)
     out += claims(summaries)
     counts = ", ".join(f"{stage} {len(s['images'])}" for stage, s in summaries.items())
     out += ["## Caveats", "", f"- One model (EfficientNet-Lite0, 7×7 last feature map); images per stage: {counts}. "
@@ -263,6 +372,79 @@ CAVEATS = [
     "- Not run here: the pointing games (the sample has no boxes or masks).",
     "",
 ]
+
+
+def mean_se(v: np.ndarray) -> str:
+    se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{v.mean():.3g} ± {se:.2g}"
+
+
+def worst_case_report(args, all_images: list[Path]) -> list[str]:
+    """The worst-case section from OUT/worst-case.json: one row per norm over the chosen images it holds."""
+    title = "## Worst-case perturbations of the simple gradient (dual norms)"
+    path = args.out / "worst-case.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"images": {}}
+    names = [p.name for p in chosen(all_images, WORST_CASE, args) if p.name in saved["images"]]
+    if not names:
+        return [title, "", "Not run (or no image finished) in the time available.", ""]
+    settings, per = saved["settings"], [saved["images"][n] for n in names]
+    std = settings["preprocessing"][2][0]
+    out = [title, "", f"{len(names)} images (the first of S): " + (", ".join(names) if len(names) < 30 else
+           "see the command") + ". For each budget ‖δ‖ ≤ ε, δ maximizes g·δ, g = ∂logit/∂x of the labelled class "
+           "(the simple gradient), and the first-order change it predicts is the dual value ε‖g‖_* "
+           "(`onnxcam.metrics.worst_case`, Gong, Dou, Farnia, CVPR 2024). *actual* is logit(x + δ) − logit(x); "
+           "*random* is the same for a random δ of the same norm (a Gaussian direction put through the same "
+           "maximization, so it has the norm and structure of the worst case but no knowledge of the model). "
+           "The score is the raw logit of the labelled class (the metric's default), x + δ is not clipped to the "
+           f"pixel range. Budgets are in [0, 1] pixel units and are divided by the model's std ({std:g}) to give "
+           "the ε in model input units (ε₂ of the elastic net by std²); the dual value does not depend on the units.",
+           "", "| norm | ε (pixel units) | dual ε‖g‖_* | actual | random | mean actual / mean abs(random) | "
+           "actual > random | median actual / predicted |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = {}
+    for norm in WC_NORMS:
+        v = {k: np.array([r[norm][k] for r in per]) for k in WC_KEYS}
+        rows[norm] = {"vs_random": v["actual"].mean() / np.abs(v["random"]).mean(),
+                      "wins": float(np.mean(v["actual"] > v["random"])),
+                      "first_order": float(np.median(v["actual"] / v["predicted"]))}
+        eps, eps2 = settings["budgets_pixel_units"][norm]
+        out.append(f"| {norm} | {eps:.4g}" + (f", ε₂ = {eps2:.4g}" if eps2 is not None else "")
+                   + f" | {mean_se(v['dual'])} | {mean_se(v['actual'])} | {mean_se(v['random'])} | "
+                   f"{rows[norm]['vs_random']:.3g} | "
+                   f"{100 * rows[norm]['wins']:.0f} % | {rows[norm]['first_order']:.2f} |")
+    seconds = np.median([r["seconds"] for r in per])
+    out += ["", "Budgets: " + "; ".join(f"{n}: {WC_CHOICES[n]}" for n in WC_NORMS) + ". For the elastic net (penalty "
+            "form) the dual column is ε‖g‖₁ + ε₂‖g‖₂² while g·δ = ε‖g‖₁ + 2ε₂‖g‖₂²; the last column divides by g·δ. "
+            "A random δ's change averages near zero (either sign), so the worst case is compared with its mean size.",
+            "", wc_verdict(rows), "", f"Median {seconds:.2f} s per image for all five norms (one gradient and two "
+            f"forward passes per norm), {WC_PER_CALL} images per call.", "", "```sh", wc_command(args), "```", ""]
+    return out
+
+
+def wc_verdict(rows: dict) -> str:
+    """One sentence on what the worst-case table shows, computed from it."""
+    beat = {n: r for n, r in rows.items() if r["vs_random"] > 1}
+    lost = [f"{n} ({r['vs_random']:.2g}×, above the random δ on {100 * r['wins']:.0f} % of the images)"
+            for n, r in rows.items() if n not in beat]
+    text = []
+    if beat:
+        ratios, wins = [r["vs_random"] for r in beat.values()], [r["wins"] for r in beat.values()]
+        text.append(f"the worst-case δ raises the logit {min(ratios):.3g}–{max(ratios):.3g}× more than a random δ of "
+                    f"the same norm moves it (mean |change|) for {', '.join(beat)}, "
+                    + ("and more than the random δ on every image" if min(wins) == 1 else
+                       f"and more than the random δ on {100 * min(wins):.0f}–{100 * max(wins):.0f} % of the images"))
+    if lost:
+        text.append("it does not beat the random δ for " + ", ".join(lost))
+    first = [n for n, r in rows.items() if r["first_order"] >= 0.8]
+    over = [f"{n} {r['first_order']:.2f}" for n, r in rows.items() if r["first_order"] < 0.8]
+    if first:
+        text.append(f"the first-order prediction is within 20 % of the actual change (median) for {', '.join(first)}"
+                    + (f" and overestimates it for the others (median actual / predicted: {', '.join(over)})"
+                       if over else ""))
+    else:
+        text.append(f"the first-order prediction overestimates the actual change for every budget (median actual / "
+                    f"predicted: {', '.join(over)})")
+    return "; ".join(text)[0].upper() + "; ".join(text)[1:] + "."
 
 
 def step_difference(args, summary: dict) -> list[str]:
@@ -345,9 +527,10 @@ def main() -> None:
     parser.add_argument("--stability", type=int, default=100, help="images of the stability stage (first of S)")
     parser.add_argument("--check", type=int, default=20, help="images of the step check (first of S)")
     parser.add_argument("--road", type=int, default=20, help="images of the ROAD stage (first of S)")
+    parser.add_argument("--worst-case", type=int, default=100, help="images of the worst-case stage (first of S)")
     parser.add_argument("--deletion-step", type=int, default=896, help="pixels per deletion/insertion step")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, in order: {', '.join(STAGES)}")
+    parser.add_argument("--stages", default=",".join(ORDER), help=f"comma-separated, in order: {', '.join(ORDER)}")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     args.argv = [a for a in sys.argv[1:] if a != "--report-only"]
@@ -358,12 +541,13 @@ def main() -> None:
     all_images = images(args.data)
     stages = [s for s in args.stages.split(",") if s]
     for s in stages:
-        if s not in STAGES:
-            parser.error(f"unknown stage {s!r}; choose from {', '.join(STAGES)}")
+        if s not in ORDER:
+            parser.error(f"unknown stage {s!r}; choose from {', '.join(ORDER)}")
     if not args.report_only:
         for s in stages:
             run_stage(s, args, all_images)
-    text = report(args, all_images, [shown(command(s, args, all_images), args) for s in stages])
+    commands = [wc_command(args) if s == WORST_CASE else shown(command(s, args, all_images), args) for s in stages]
+    text = report(args, all_images, commands)
     args.doc.write_text(text, encoding="utf-8")
     print(f"wrote {args.doc}")
 
