@@ -5,9 +5,11 @@
   `saliency` against torch.autograd. Metrics: cosine similarity and max relative error max|a − b| / max|b|.
   On networks with ReLU/HardSwish kinks (MobileNetV3, ResNet) a pre-activation within float32 noise of a kink
   falls on different sides in different float32 programs and moves whole regions of one path point's gradient
-  by up to ~1e-2 of its maximum; torch float32 against torch float64 shows the same (see KINKED_MAX_REL). There
-  the cosine is the tight check and the max relative error is bounded loosely (≤ 1e-2, printed); on ResNet-50
-  (cosine only) the oracle is Captum in float64, as Captum in float32 is itself at cosine 0.99986 from it.
+  by up to ~1e-2 of its maximum; torch float32 against torch float64 shows the same (see KINKED_MAX_REL). Against
+  plain Captum the cosine is the tight check and the max relative error is bounded loosely (≤ 1e-2, printed); on
+  ResNet-50 (cosine only) the oracle is Captum in float64, as Captum in float32 is itself at cosine 0.99986 from it.
+  The 1e-3 check on mobilenet_v3_large is against Captum on the torch model with ONNX Runtime's kink decisions
+  transplanted (tests/kinks.py, test_ig_matches_captum_on_onnx_runtimes_kinks): measured ≤ 5e-6.
 - I-GOS: the pieces (upsampling matrix and its adjoint, regularizer gradient, the default path-noise std) against
   torch or closed form; four whole iterations
   against a torch re-implementation from methods.md with the same noise; on the demo model the objective never
@@ -31,9 +33,11 @@ import torch
 import torch.nn.functional as F
 import zoo
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+from kinks import Kinks, onnx_kinks
 
 import onnxcam
 from onnxcam.image import Preprocessing, read_rgb
+from onnxcam.methods import attribution as attribution_module
 from onnxcam.methods import igos as igos_module
 from onnxcam.methods.smooth import noise
 
@@ -44,7 +48,8 @@ DEMO_PRE = Preprocessing((224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 COSINE_MIN = 0.9999
 SMOOTH_MAX_REL = 1e-3
-KINKED_MAX_REL = 1e-2  # measured ≤ 3.1e-3 on mobilenet_v3_large (20 steps); torch f32 vs f64 alone reaches 7e-3 per row
+KINKED_MAX_REL = 1e-2  # plain Captum, measured ≤ 3.1e-3 on mobilenet_v3_large (20 steps); torch f32 vs f64 alone
+# reaches 7e-3 per row. With ORT's kinks transplanted the same comparison is held to SMOOTH_MAX_REL.
 TARGETS = [1, 500]
 
 IG_CASES = [
@@ -139,6 +144,57 @@ def test_ig_matches_captum(name, quadrature, zoo_ir8):
         assert err <= SMOOTH_MAX_REL
     elif name != "resnet50":  # ResNet-50: cosine only
         assert err <= KINKED_MAX_REL
+
+
+def unoptimized_session(model, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
+    """onnxcam's sessions without graph optimizations: the float32 program the kink oracle's ORT runs."""
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, kink_session_options(), providers=["CPUExecutionProvider"])
+
+
+def kink_session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
+@pytest.mark.parametrize("quadrature", ["gausslegendre", "riemann_right"])
+def test_ig_matches_captum_on_onnx_runtimes_kinks(quadrature, zoo_ir8, monkeypatch):
+    """mobilenet_v3_large to max rel err 1e-3: Captum's IntegratedGradients of the torch model in which every ReLU,
+    HardSwish and HardSigmoid takes the piece ONNX Runtime's forward pass of the untouched export chose on the rows
+    onnxcam evaluates (tests/kinks.py). Both sides run without ORT graph optimizations (fusions change float32
+    rounding and so the pieces). Captum's riemann nodes can differ from onnxcam's by one float32 ulp, so its rows
+    are shifted (without touching the gradient) onto onnxcam's, 0 + α(x − 0), after checking they are that close."""
+    name, n = "mobilenet_v3_large", 2
+    path = str(zoo_ir8(name))
+    monkeypatch.setattr(onnxcam.engine, "make_session", unoptimized_session)
+    x = zoo.example(name, n)
+    got = onnxcam.Explainer(path, device="cpu").explain(x.numpy(), method="ig", target=TARGETS[:n], steps=IG_STEPS,
+                                                        quadrature=quadrature)
+    alphas, _ = attribution_module.quadrature_nodes(quadrature, IG_STEPS)
+    rows = torch.from_numpy(np.concatenate([a.astype(np.float32) * x.numpy() for a in alphas]))  # step-major
+    model, flips, done = torch_model(name), [], [0]
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        ours = rows[done[0]: done[0] + len(batch)]
+        done[0] += len(batch)
+        assert torch.allclose(batch, ours, rtol=1e-6, atol=0), "Captum evaluates other path points than onnxcam"
+        batch = batch + (ours - batch).detach()
+        with Kinks(onnx_kinks(path, batch.detach().numpy(), zoo.INPUT, kink_session_options())) as kinks:
+            out = model(batch)
+        assert kinks.used == len(kinks.kinks)
+        flips.append(kinks.flips)
+        return out
+
+    ref = IntegratedGradients(forward).attribute(x, baselines=torch.zeros_like(x), target=TARGETS[:n],
+                                                 n_steps=IG_STEPS, method=quadrature, internal_batch_size=20)
+    ref = ref.detach().numpy()
+    assert done[0] == len(rows)
+    cos, err = cosine(got.attribution, ref), rel_err(got.attribution, ref)
+    print(f"\n{name} {quadrature} with ORT's kinks ({sum(flips)} units decided otherwise by torch): "
+          f"cosine {cos:.10f} max rel err {err:.2e}")
+    assert cos >= COSINE_MIN and err <= SMOOTH_MAX_REL
 
 
 def test_ig_trapezoid_is_captums_times_n_over_n_minus_1(zoo_ir8):
