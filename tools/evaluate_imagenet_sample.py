@@ -507,10 +507,7 @@ def claims(summaries: dict) -> list[str]:
                 if metric == "step-convergence" and "steps" not in ev.method_parameters(b):
                     out.append(f"- step-convergence: {b} has no path steps, so there is nothing to compare")
                     continue
-                note = " (an artifact of Integrated Grad-CAM's scale, which doubles with 2m steps: see Caveats)" \
-                    if metric == "step-convergence" and b == "integrated-gradcam" else ""
-                result = paired(summary, metric, a, b)
-                out.append(f"- {result}{note if 'not measured' not in result else ''}")
+                out.append(f"- {paired(summary, metric, a, b)}")
         out.append("")
     return out
 
