@@ -1,10 +1,15 @@
-"""Session fixtures: torchvision models exported to ONNX once per session (see zoo.py)."""
+"""Session fixtures: torchvision models exported to ONNX once per session (see zoo.py), and the fuzzer's small CNN."""
 
 import os
+import sys
 from pathlib import Path
 
+import onnx
 import pytest
 import zoo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from fuzz import small_cnn  # noqa: E402  (a real 32x32 CNN, 10 classes)
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +32,11 @@ def zoo_export(zoo_dir):
 
     return get
 
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory) -> Path:
+    """The small CNN saved once: the CLI tests' model, where each refusal costs milliseconds."""
+    path = tmp_path_factory.mktemp("model") / "small.onnx"
+    onnx.save(small_cnn(), path)
+    return path

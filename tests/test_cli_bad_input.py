@@ -5,7 +5,6 @@ refusal costs milliseconds; tests/test_cli.py covers the subprocess and the demo
 """
 
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from fuzz import small_cnn  # tools/ (on sys.path via conftest): the fuzzer's real 32x32 CNN
 from onnx import numpy_helper
 
 import onnxcam
@@ -21,15 +21,7 @@ from onnxcam.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT = ROOT / "models" / "samples" / "cat.jpg"
-sys.path.insert(0, str(ROOT / "tools"))
-from fuzz import small_cnn  # noqa: E402  (the fuzzer's real 32x32 CNN, 10 classes)
 
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "small.onnx"
-    onnx.save(small_cnn(), path)
-    return path
 
 
 def cli(*args):

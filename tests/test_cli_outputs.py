@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 from click.testing import CliRunner
 
@@ -22,15 +21,7 @@ from onnxcam.outputs import remove_stale_parts, safe_stem
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "efficientnet_lite0.onnx"
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.jpg"))
-sys.path.insert(0, str(ROOT / "tools"))
-from fuzz import small_cnn  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "small.onnx"
-    onnx.save(small_cnn(), path)
-    return path
 
 
 def cli(*args):
