@@ -20,9 +20,10 @@ Model: torchvision ResNet-50 with seeded random weights (eval), legacy ONNX expo
 opset 17, IR 8), cached in $TMPDIR/onnxcam-bench/. Inputs: seeded N(0, 1) images, 224×224.
 
 Threads: torch.set_num_threads(T); every ONNX Runtime session (the plain one and the ones onnxcam
-makes) gets intra_op_num_threads = T. onnxcam's sessions are made by onnxcam.engine.make_session,
-which already takes a `threads` argument that the engine does not pass yet; the bench rebinds
-onnxcam.engine.make_session to functools.partial(make_session, threads=T), in this process only.
+makes) gets intra_op_num_threads = T and no spinning (a pool that busy-waits after its run steals a core from
+whatever runs next, a torch peer or another session; onnxcam's own sessions never spin). onnxcam's sessions are
+made by onnxcam.runtime.make_session, which takes a `threads` argument that the engine does not pass; the bench
+rebinds onnxcam.engine.make_session to functools.partial(make_session, threads=T), in this process only.
 No onnxcam code is changed. (ORT's own default is one thread per physical core.)
 
 Timing: each configuration is warmed up (session creation, memory arenas, oneDNN primitives), then
@@ -241,7 +242,7 @@ def machine(threads: int) -> str:
         [
             ["CPU", f"{cpu}, {os.cpu_count()} logical cores"],
             ["memory", mem],
-            ["threads", f"torch.set_num_threads({threads}); ORT intra_op_num_threads={threads} (every session)"],
+            ["threads", f"torch.set_num_threads({threads}); ORT intra_op_num_threads={threads}, no spinning (every session)"],
             ["python", platform.python_version()],
             ["onnxruntime", f"{ort.__version__} (CPUExecutionProvider)"],
             ["torch / torchvision", f"{torch.__version__} / {version('torchvision')}"],
@@ -291,6 +292,7 @@ def ort_session(path: Path, threads: int):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnxcam's own sessions
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

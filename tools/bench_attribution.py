@@ -17,8 +17,9 @@ I-GOS: the demo model (EfficientNet-Lite0) on one 224×224 photo (models/samples
 (28×28 mask, 15 iterations, 20 path points, λ1 = 1, λ2 = 20, path noise 0.2 in ImageNet-normalized units): wall
 time, forward/backward rows, and the same in units of one plain forward pass of the model.
 
-Threads: torch.set_num_threads(T); every ONNX Runtime session gets intra_op_num_threads = T (onnxcam's sessions
-through onnxcam.engine.make_session rebound to functools.partial(make_session, threads=T), in this process only).
+Threads: torch.set_num_threads(T); every ONNX Runtime session gets intra_op_num_threads = T and no spinning
+(onnxcam's sessions through onnxcam.engine.make_session rebound to functools.partial(make_session, threads=T), in
+this process only).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def machine(threads: int) -> str:
     cpu = cpu_name()
     return table(["machine", ""], [
         ["CPU", f"{cpu}, {os.cpu_count()} logical cores"],
-        ["threads", f"torch.set_num_threads({threads}); ORT intra_op_num_threads={threads}"],
+        ["threads", f"torch.set_num_threads({threads}); ORT intra_op_num_threads={threads}, no spinning"],
         ["onnxruntime", f"{ort.__version__} (CPUExecutionProvider)"],
         ["torch / captum", f"{torch.__version__} / {version('captum')}"],
         ["load average (1/5/15 min) at start", loadavg()],
@@ -167,6 +168,7 @@ def bench_igos(repeats: int) -> str:
     ex = onnxcam.Explainer(str(model), device="cpu")
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnxcam's own sessions
     plain = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     feed = {plain.get_inputs()[0].name: x}
     log("warm-up")

@@ -93,6 +93,7 @@ def session(path: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnxcam's own sessions
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
