@@ -114,7 +114,7 @@ def bench_ig(repeats: int) -> str:
     pilot = []
     for batch in ONNXCAM_BATCHES:
         t = timed(lambda b=batch: run_onnxcam(1, b))
-        pilot.append(("onnxcam", batch, t, STEPS + 2))
+        pilot.append(("onnxcam", batch, t, STEPS))
         log(f"pilot onnxcam batch_size={batch}: {t:.1f} s")
     for batch in CAPTUM_BATCHES:
         t = timed(lambda b=batch: run_captum(1, b))
@@ -136,12 +136,12 @@ def bench_ig(repeats: int) -> str:
     a, b = results["onnxcam"].attribution.astype(np.float64), results["Captum"].astype(np.float64)
     cos = float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
     med_o, med_c = statistics.median(times["onnxcam"]), statistics.median(times["Captum"])
-    rows_o = results["onnxcam"].extras["rows"]
+    rows_o, forward_o = results["onnxcam"].extras["rows"]["gradient"], results["onnxcam"].extras["rows"]["forward"]
     pilot_table = table(["pilot: 1 image × 50 steps", "batch (rows per run)", "seconds", "seconds / row"],
                         [[n, str(bs), f"{t:.1f}", f"{t / k:.3f}"] for n, bs, t, k in pilot])
     main = table(
         ["IG, ResNet-50, 8 images × 50 steps", "batch", "rows", "median s", "min–max s", "s / row"],
-        [["onnxcam (ORT CPU)", f"batch_size={best_o}", str(rows_o), f"{med_o:.1f}",
+        [["onnxcam (ORT CPU)", f"batch_size={best_o}", f"{rows_o} (+ {forward_o} forward)", f"{med_o:.1f}",
           f"{min(times['onnxcam']):.1f}–{max(times['onnxcam']):.1f}", f"{med_o / rows_o:.3f}"],
          ["Captum IntegratedGradients", f"internal_batch_size={best_c}", str(IMAGES * STEPS), f"{med_c:.1f}",
           f"{min(times['Captum']):.1f}–{max(times['Captum']):.1f}", f"{med_c / (IMAGES * STEPS):.3f}"]],

@@ -8,7 +8,7 @@ from ..autodiff import grad_name
 from ..engine import Explanation
 from ..errors import OnnxcamError
 from . import method
-from .common import baseline_like, batch_rows, normalize_maps, positive_int, score_of
+from .common import baseline_like, batch_rows, forward_top1, normalize_maps, positive_int, score_of
 from .path import interpolate
 from .smooth import noise
 
@@ -61,12 +61,6 @@ def attribution_explanation(ex, name, attribution, logits, targets, reduce="sum"
                        attribution=attribution.astype(np.float32), **extra)
 
 
-def _top1(ex, x, targets, score, batch_size):
-    """Logits at x and the explained class per image (one extra forward+backward row per image)."""
-    logits = np.concatenate([lg for _, lg, _ in input_gradients(ex, lambda r: x[r], len(x), targets, score, batch_size)])
-    return logits, np.where(targets < 0, logits.argmax(-1), targets)
-
-
 @method("saliency")
 def saliency(ex, x, targets, layer, score: str = "logit", batch_size: int | None = None):
     """|∂y/∂x|, reduced over channels by max (Simonyan et al.); `attribution` keeps the signed gradient."""
@@ -82,36 +76,29 @@ def integrated_gradients(ex, x, targets, layer, steps: int = 50, baseline=0.0, q
                          score: str = "logit", batch_size: int | None = None):
     """IG = (x − x') ⊙ Σ_i w_i ∇F(x' + α_i (x − x')); the gap Σ IG − (F(x) − F(x')) is reported.
 
-    Rows: x itself first (its logits give the explained class and F(x)), then F(x') (one row when all images
-    share the baseline) and the n path points of every image in one stream: N·(n + 1) + 1 rows."""
+    F(x) and F(x') come from forward rows (one baseline row when all images share it); only the N·n path points
+    pay a backward pass."""
     n = positive_int("steps", steps)
     base = baseline_like(baseline, x, ex.model)
     alphas, weights = quadrature_nodes(quadrature, n)
-    logits = np.concatenate([lg for _, lg, _ in input_gradients(ex, lambda r: x[r], len(x), targets, score, batch_size)])
-    chosen = np.where(targets < 0, logits.argmax(-1), targets)
-    y1 = np.array([score_of(logits[i], chosen[i], score) for i in range(len(x))])
+    logits, chosen = forward_top1(ex, x, targets, batch_size)
     shared = all(np.array_equal(base[0], base[i]) for i in range(1, len(x)))
-    b = 1 if shared else len(x)  # baseline rows come first, then row b + i·n + k is step k of image i
-    path = interpolate(x, base, alphas)
-
-    def rows(r):
-        return np.concatenate([base[r[r < b]], path(r[r >= b] - b)])
-
+    b = 1 if shared else len(x)
+    base_logits, _ = forward_top1(ex, base[:b], chosen[:b], batch_size)
+    y1 = np.array([score_of(logits[i], chosen[i], score) for i in range(len(x))])
+    y0 = np.array([score_of(base_logits[0 if shared else i], chosen[i], score) for i in range(len(x))])
     total = np.zeros(x.shape, np.float64)
-    y0 = np.zeros(len(x))
-    for r, lg, g in input_gradients(ex, rows, b + len(x) * n, np.concatenate([chosen[:b], np.repeat(chosen, n)]),
-                                    score, batch_size):
-        for q in np.flatnonzero(r < b):
-            for i in range(len(x)) if shared else [r[q]]:
-                y0[i] = score_of(lg[q], chosen[i], score)
-        i, k = np.divmod(r - b, n)
-        for image in np.unique(i[r >= b]):
-            on = (r >= b) & (i == image)
+    for r, _, g in input_gradients(ex, interpolate(x, base, alphas), len(x) * n, np.repeat(chosen, n), score,
+                                   batch_size):
+        i, k = np.divmod(r, n)
+        for image in np.unique(i):
+            on = i == image
             total[image] += np.tensordot(weights[k[on]], g[on], axes=1)
     attribution = (x - base) * total
     gap = attribution.reshape(len(x), -1).sum(1) - (y1 - y0)
     return attribution_explanation(ex, "ig", attribution, logits, chosen, completeness_gap=gap,
-                                   extras={"score_delta": y1 - y0, "quadrature": quadrature, "rows": len(x) * (n + 1) + b})
+                                   extras={"score_delta": y1 - y0, "quadrature": quadrature,
+                                           "rows": {"gradient": len(x) * n, "forward": len(x) + b}})
 
 
 @method("smoothgrad")
@@ -123,7 +110,7 @@ def smoothgrad(ex, x, targets, layer, samples: int = 25, sigma: float = 0.15, va
         raise OnnxcamError(f"variant must be smoothgrad, smoothgrad_sq or vargrad; got {variant!r}")
     if not np.isfinite(sigma) or sigma < 0:
         raise OnnxcamError(f"sigma must be a finite number >= 0 (a fraction of the input range); got {sigma!r}")
-    logits, chosen = _top1(ex, x, targets, score, batch_size)
+    logits, chosen = forward_top1(ex, x, targets, batch_size)
     flat = x.reshape(len(x), -1)
     spread = sigma * (flat.max(1) - flat.min(1))
 

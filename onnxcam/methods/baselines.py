@@ -9,14 +9,7 @@ import numpy as np
 from ..engine import Explanation
 from ..errors import OnnxcamError
 from . import method
-from .common import batch_rows, image_size, normalize_maps
-
-
-def _forward(ex, x, targets):
-    """Logits and the explained class per image (top-1 where the target is −1): one forward pass, no gradients."""
-    graph = ex.graph((), "logit")
-    logits = np.concatenate([p.logits for p in graph.stream(lambda r: x[r], len(x), targets, batch_rows(None), [])])
-    return logits, np.where(targets < 0, logits.argmax(-1), targets)
+from .common import forward_top1, image_size, normalize_maps
 
 
 def _size(ex, x) -> tuple[int, int]:
@@ -34,7 +27,7 @@ def random_map(ex, x, targets, layer, seed: int = 0, cell: int = 1):
     two images (or an image and its noisy copy) get unrelated maps."""
     if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
         raise OnnxcamError(f"cell must be an integer >= 1 (pixels per random block); got {cell!r}")
-    logits, chosen = _forward(ex, x, targets)
+    logits, chosen = forward_top1(ex, x, targets)
     h, w = _size(ex, x)
     keys = [zlib.crc32(np.ascontiguousarray(image).tobytes()) for image in x]
     coarse = [np.random.default_rng([seed, k]).random((-(-h // cell), -(-w // cell))) for k in keys]
@@ -48,7 +41,7 @@ def center_map(ex, x, targets, layer, sigma: float = 0.25):
     """exp(−r²/(2(σ·min(H, W))²)) around the image center: photographers' bias, no look at the model."""
     if not np.isfinite(sigma) or sigma <= 0:
         raise OnnxcamError(f"sigma must be a finite number > 0 (a fraction of the image side); got {sigma!r}")
-    logits, chosen = _forward(ex, x, targets)
+    logits, chosen = forward_top1(ex, x, targets)
     h, w = _size(ex, x)
     yy, xx = np.mgrid[:h, :w]
     r2 = (yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2
