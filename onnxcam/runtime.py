@@ -80,7 +80,7 @@ def providers_for(device: str) -> list[str]:
 
 def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
     """No spinning: onnxcam alternates sessions (explainer, forward, metrics graphs), and a pool that busy-waits after
-    its run slows the next session's run by 8–10 % on 2 cores, while one session's back-to-back runs gain nothing."""
+    its run slowed the next session's run by ~4 % on 2 cores, while one session's back-to-back runs gained nothing."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -4,7 +4,7 @@ Everything is measured side by side in one process (memory: one fresh subprocess
 on the same machine, with the same thread count for PyTorch and ONNX Runtime:
 
     python tools/bench.py                          # all sections; ≈ 6 min on an idle 2-core machine
-    python tools/bench.py --only gradcam,rsi       # sections: gradcam, rsi, profile, memory
+    python tools/bench.py --only gradcam,rsi       # sections: gradcam, rsi, profile, memory, spinning
     python tools/bench.py --full                   # 8 images in every section; ≈ 15 min idle (estimate)
     python tools/bench.py --wait-quiet 60          # on a shared machine: wait for idle CPUs before each timed run
     python tools/bench.py --only rsi --activation-path   # also time path="activation" (a different sum)
@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import cpu_name, loadavg
 
-SECTIONS = ("gradcam", "rsi", "profile", "memory")
+SECTIONS = ("gradcam", "rsi", "profile", "memory", "spinning")
 SEED = 0
 SIZE = 224
 # Captum LayerConductance peak RSS, measured here (ResNet-50, 224×224, 2 images): 5.1 GB at internal_batch_size 16,
@@ -577,6 +577,42 @@ def section_profile(args, path: Path, out: list[str]) -> None:
     )
 
 
+def section_spinning(args, path: Path, out: list[str]) -> None:
+    """Why no ORT session here or in onnxcam spins: pairs of runs (two sessions of the plain model alternately, one
+    session twice, a session then the torch model) with ONNX Runtime's default busy-waiting after a run and without."""
+    import onnxruntime as ort
+    import torch
+
+    x = images(8)
+    model = torch_model()
+
+    def sessions(spin: bool):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        return [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]) for _ in range(2)]
+
+    def torch_forward():
+        with torch.no_grad():
+            return model(torch.from_numpy(x))
+
+    cases = []
+    for spin in (True, False):
+        a, b = sessions(spin)
+        label = "spinning (ORT default)" if spin else "no spinning"
+        cases += [Case(f"two sessions alternately, {label}", lambda a=a, b=b: (a.run(None, {"input": x}),
+                                                                                 b.run(None, {"input": x}))),
+                  Case(f"one session twice, {label}", lambda a=a: (a.run(None, {"input": x}), a.run(None, {"input": x}))),
+                  Case(f"a session, then torch's forward, {label}", lambda a=a: (a.run(None, {"input": x}),
+                                                                                  torch_forward()))]
+    measure(cases, args.repeats)
+    rows = [[c.name, f"{c.median * 1e3:.0f}", f"{min(c.times) * 1e3:.0f}–{max(c.times) * 1e3:.0f}", c.other_load]
+            for c in cases]
+    out.append("### Spinning — ResNet-50, batch 8, pairs of runs\n")
+    out.append(table(["configuration", "median ms per pair", "min–max", OTHERS], rows))
+    out.append("")
+
+
 def _plain_per_row(plain, args) -> float:
     """Plain inference, batch 8: median seconds per row (3 warm runs)."""
     x = images(8)
@@ -765,7 +801,8 @@ def main(argv=None) -> None:
         + "\n",
     ]
     path = exported_model(args.cache)
-    sections = {"gradcam": section_gradcam, "rsi": section_rsi, "profile": section_profile, "memory": section_memory}
+    sections = {"gradcam": section_gradcam, "rsi": section_rsi, "profile": section_profile, "memory": section_memory,
+                "spinning": section_spinning}
     for name in SECTIONS:
         if name in only:
             log(f"section {name}")
