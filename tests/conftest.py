@@ -33,7 +33,6 @@ def zoo_export(zoo_dir):
     return get
 
 
-
 @pytest.fixture(scope="session")
 def model(tmp_path_factory) -> Path:
     """The small CNN saved once: the CLI tests' model, where each refusal costs milliseconds."""
