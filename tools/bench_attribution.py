@@ -7,7 +7,8 @@
 IG: torchvision ResNet-50 with seeded random weights (tests/zoo.py `build`: realistic BatchNorm statistics), eval,
 legacy ONNX export (opset 17, dynamic batch, IR 8) cached in $TMPDIR/onnxcam-bench-attribution/. 8 seeded N(0, 1)
 images 224×224, one fixed target class each, 50 steps, Gauss-Legendre, zero baseline: 400 path rows for both.
-onnxcam adds one row per image (x itself: logits, top-1) and one for the shared baseline (the completeness gap).
+onnxcam adds forward-only rows: one per image (x itself: logits, top-1) and one for the shared baseline (the
+completeness gap).
 Both sides are tuned: a pilot on 1 image × 50 steps picks Captum's best `internal_batch_size` and onnxcam's best
 `batch_size` (rows per run) by seconds per row; then the two best run the full problem in interleaved rounds (a
 change of machine load hits both alike); the ratio of the medians and that of the fastest rounds are reported

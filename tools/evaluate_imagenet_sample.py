@@ -67,6 +67,7 @@ TITLES = {"core-subset": "Subset S: deletion, insertion, confidence, structure",
           "structure": "All images: confidence and structure"}
 WORST_CASE = "worst-case"  # runs in-process (onnxcam.metrics.worst_case), not through `onnxcam evaluate`
 ORDER = ["core-subset", "stability", "step-check", "road", "structure", WORST_CASE, "igos"]  # priority order
+NOTES = "## Run notes"  # a hand-written section at the report's end, kept when it is regenerated
 WC_NORMS = ["linf", "l2", "l1", "elastic", "group"]
 WC_KEYS = ["predicted", "dual", "actual", "random"]
 WC_PATCH, WC_PER_CALL = 14, 10  # group patch side; images per worst_case call (bounds memory)
@@ -300,6 +301,12 @@ def paired(summary: dict, metric: str, a: str, b: str) -> str:
             + f" of them → **{verdict}**")
 
 
+def kept_notes(doc: Path) -> str:
+    """The previous report's hand-written run notes, which only a person can write, so a new report keeps them."""
+    old = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    return "\n" + old[old.index(NOTES):] if NOTES in old else ""
+
+
 def report(args, all_images: list[Path], commands: list[str]) -> str:
     out = ["# Evaluation on the ImageNet sample", "",
            "Every method of onnxcam on the 100 images of `../shared/data/imagenet-sample` (one per class of 100 "
@@ -311,8 +318,9 @@ def report(args, all_images: list[Path], commands: list[str]) -> str:
            "\"no information\" baselines.", "",
            "## What was run", "",
            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; ONNX Runtime "
-           "CPUExecutionProvider. The stage table gives the share of the CPU other processes took while a stage ran; "
-           "times are only indicative where it is high.", "",
+           "CPUExecutionProvider. The stage table has one row per run of a stage, in order (a rerun resumes from the "
+           "log, so a stage's rows add up) and the share of the CPU other processes took meanwhile; times are only "
+           "indicative where it is high.", "",
            "```sh", f"python tools/evaluate_imagenet_sample.py {shown_args(args)}".rstrip(), "```", "",
            "which ran these stages (one `onnxcam evaluate` each, sharing one resumable JSONL log; worst-case runs in "
            "the tool's own process):", "", "```sh",
@@ -544,7 +552,7 @@ def main() -> None:
         for s in stages:
             run_stage(s, args, all_images)
     commands = [wc_command(args) if s == WORST_CASE else shown(command(s, args, all_images), args) for s in stages]
-    text = report(args, all_images, commands)
+    text = report(args, all_images, commands) + kept_notes(args.doc)
     args.doc.write_text(text, encoding="utf-8")
     print(f"wrote {args.doc}")
 
