@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CAT = ROOT / "models" / "samples" / "cat.jpg"
 
 
-
 def cli(*args):
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception

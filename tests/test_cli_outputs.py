@@ -23,7 +23,6 @@ DEMO = ROOT / "models" / "efficientnet_lite0.onnx"
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.jpg"))
 
 
-
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 

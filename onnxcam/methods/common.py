@@ -121,7 +121,7 @@ def layer_pass(ex, x: np.ndarray, targets: np.ndarray, layer: Layer, score: str,
     return logits, chosen, acts, grads
 
 
-def forward_top1(ex, x: np.ndarray, targets: np.ndarray, batch_size=None) -> tuple[np.ndarray, np.ndarray]:
+def forward_top1(ex, x: np.ndarray, targets: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits and the explained class per image (top-1 where the target is −1): forward rows only, no backward pass."""
     graph = ex.graph((), "logit")
     logits = np.concatenate([p.logits for p in graph.stream(lambda r: x[r], len(x), targets, batch_rows(batch_size), [])])
