@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from benchlib import cpu_name, loadavg
+from benchlib import cpu_name, cpu_session, loadavg
 
 SECTIONS = ("gradcam", "rsi", "profile", "memory", "spinning")
 SEED = 0
@@ -287,15 +287,6 @@ def images(n: int) -> np.ndarray:
     return np.random.default_rng(SEED).standard_normal((n, 3, SIZE, SIZE), dtype=np.float32)
 
 
-def ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnxcam's own sessions
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnxcam_explainer(path: Path, threads: int):
     """An Explainer whose sessions get `threads` intra-op threads (see the module docstring)."""
     import onnxcam
@@ -365,7 +356,7 @@ def section_gradcam(args, path: Path, out: list[str]) -> None:
     n = args.images
     x = images(n)
     xt = torch.from_numpy(x)
-    plain = ort_session(path, args.threads)
+    plain = cpu_session(path, args.threads)
     ex = onnxcam_explainer(path, args.threads)
     model = torch_model()
     pgc = GradCAM(model=model, target_layers=[model.layer4[-1]])
@@ -418,7 +409,7 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
     rows_total = n * (m + 1)
     x = images(n)
     xt = torch.from_numpy(x)
-    plain = ort_session(path, args.threads)
+    plain = cpu_session(path, args.threads)
     ex = onnxcam_explainer(path, args.threads)
     model = torch_model()
     targets = plain.run(None, {"input": x})[0].argmax(-1)
@@ -532,7 +523,7 @@ def section_profile(args, path: Path, out: list[str]) -> None:
     bs = args.profile_batch
     x = images(bs)
     target = np.full(bs, -1, np.int64)
-    plain = ort_session(path, args.threads)
+    plain = cpu_session(path, args.threads)
     ex = onnxcam_explainer(path, args.threads)
     layer = ex.layer.name
     graph = ex.graph((layer,), "prob", expose=(layer,))  # the session explain(method="rsi-gradcam") streams through

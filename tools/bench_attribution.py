@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import cpu_name, loadavg
+from benchlib import cpu_name, cpu_session, loadavg
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED, SIZE, IMAGES, STEPS = 0, 224, 8, 50
@@ -158,7 +158,6 @@ def bench_ig(repeats: int) -> str:
 
 
 def bench_igos(repeats: int) -> str:
-    import onnxruntime as ort
 
     import onnxcam
     from onnxcam.image import Preprocessing, read_rgb
@@ -167,10 +166,7 @@ def bench_igos(repeats: int) -> str:
     x = Preprocessing((SIZE, SIZE), mean=(0.5,) * 3, std=(0.5,) * 3)(read_rgb(ROOT / "models" / "samples" / "cat.jpg"))[0]
     x = x[None]
     ex = onnxcam.Explainer(str(model), device="cpu")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnxcam's own sessions
-    plain = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    plain = cpu_session(model, THREADS)
     feed = {plain.get_inputs()[0].name: x}
     log("warm-up")
     plain.run(None, feed)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from benchlib import cpu_name
+from benchlib import cpu_name, cpu_session
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -87,16 +87,6 @@ def resnet50(cache: Path) -> Path:
     return path
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnxcam's own sessions
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def machine(threads: int) -> str:
     import onnxruntime as ort
 
@@ -124,10 +114,10 @@ def section_export(args) -> str:
         log(f"exported {method} in {time.perf_counter() - t:.1f} s -> {paths[key]}")
     m = args.steps
     cases = [
-        Case("plain ResNet-50 inference", session(paths["plain"], args.threads), {"input": x}),
-        Case("exported Grad-CAM (logits + heatmap + cam)", session(paths["gradcam"], args.threads), {"input": x}, 1.3),
+        Case("plain ResNet-50 inference", cpu_session(paths["plain"], args.threads), {"input": x}),
+        Case("exported Grad-CAM (logits + heatmap + cam)", cpu_session(paths["gradcam"], args.threads), {"input": x}, 1.3),
         Case(f"exported RSI-Grad-CAM, m = {m} ({(m + 1) * args.batch} rows in one run)",
-             session(paths["rsi"], args.threads), {"input": x}, 1.3 * m),
+             cpu_session(paths["rsi"], args.threads), {"input": x}, 1.3 * m),
     ]
     for c in cases:  # warm-up: memory arenas, kernel selection
         c.run()

@@ -24,6 +24,13 @@ def loadavg() -> str:
         return "?"
 
 
+def cpu_session(path: Path, threads: int):
+    """A CPU session of a model file with exactly onnxcam's options (threads, no spinning), so peers are timed alike."""
+    from onnxcam.runtime import make_session
+
+    return make_session(path.read_bytes(), "cpu", threads)
+
+
 def calibrate_batchnorm(model, size: int, batch: int = 4) -> None:
     """BatchNorm statistics from two seeded noise batches, so random weights give activations of sane scale."""
     import torch
