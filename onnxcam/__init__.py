@@ -1,13 +1,12 @@
 """onnxcam: gradient-based explanations of ONNX image models with ONNX Runtime only."""
 
-import os
+from .install import check_single_runtime
 
-# read by OpenCV once, when it loads: refuse images over 134 M pixels (a small PNG can declare gigapixels)
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 27))
+check_single_runtime()
 
-from .autodiff import grad_name, gradient_model
-from .errors import LayerError, ModelError, OnnxcamError, UnsupportedOpError
-from .model import Model, load_model
+from .autodiff import grad_name, gradient_model  # noqa: E402
+from .errors import LayerError, ModelError, OnnxcamError, UnsupportedOpError  # noqa: E402
+from .model import Model, load_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -61,11 +61,15 @@ MAX_BATCH = 4096  # --batch-size: rows per ONNX Runtime run (as methods.common.b
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="onnxcam")
-def main():
+@click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own warnings and errors on stderr "
+              "(as ONNXCAM_LOG=warning; ONNXCAM_LOG=verbose|info|warning|error picks the level).")
+def main(verbose: bool):
     """Explain ONNX image models with gradient heatmaps, using ONNX Runtime only.
 
     Example: onnxcam layers models/efficientnet_lite0.onnx
     """
+    if verbose:
+        os.environ.setdefault("ONNXCAM_LOG", "warning")  # the command owns its process; read by every session
 
 
 @main.command()
@@ -315,7 +319,8 @@ def export_command(model, method, layer, steps, samples, sigma, seed, score, bas
 
     Example: onnxcam export models/efficientnet_lite0.onnx -m rsi-gradcam --steps 16 -o explain.onnx --triton repo
     """
-    from .export import export, triton_entry
+    from .export import export
+    from .triton import triton_entry
 
     given = {"steps": steps, "samples": samples, "sigma": sigma, "seed": seed, "score": score, "baseline": baseline}
     options = {k: v for k, v in given.items() if v is not None}

@@ -14,7 +14,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from .errors import OnnxcamError
 from .layers import Layer, resolve_layer
 from .model import Model, load_model
-from .runtime import make_session
+from .runtime import make_session, ort_message
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
@@ -69,7 +69,7 @@ class Graph:
             try:
                 result = [r[: len(rows)] for r in self.session.run([LOGITS, *outputs], feeds)]
             except ORT_ERRORS as e:  # a model that loads but cannot run (a hostile Reshape, a bad attribute)
-                raise OnnxcamError(f"ONNX Runtime failed running the model: {' '.join(str(e).split())[:300]}") from None
+                raise OnnxcamError(f"ONNX Runtime failed running the model: {ort_message(e)}") from None
             if not np.isfinite(result[0]).all():
                 raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
             classes = result[0].shape[-1] if result[0].ndim else 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -53,13 +52,6 @@ def export(model, method: str, layer: str = "auto", **options) -> onnx.ModelProt
     _check_exportable(m)
     chosen = resolve_layer(m, layer) if method in CAM_METHODS else None
     return _Export(m, method, chosen, opts).build()
-
-
-def save(proto: onnx.ModelProto, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
-    return path
 
 
 # ------------------------------------------------------------------ options and checks
@@ -544,48 +536,3 @@ def _jsonable(v):
     if isinstance(v, (np.integer, np.floating)):
         return v.item()
     return v
-
-
-# ------------------------------------------------------------------ Triton
-
-
-_TRITON_TYPES = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.FLOAT16: "TYPE_FP16", TensorProto.DOUBLE: "TYPE_FP64",
-                 TensorProto.INT64: "TYPE_INT64", TensorProto.INT32: "TYPE_INT32", TensorProto.UINT8: "TYPE_UINT8",
-                 TensorProto.INT8: "TYPE_INT8", TensorProto.BOOL: "TYPE_BOOL"}
-
-
-def triton_entry(proto: onnx.ModelProto, folder, name: str, max_batch_size: int = 8) -> Path:
-    """DIR/<name>/config.pbtxt + DIR/<name>/1/model.onnx for Triton's onnxruntime backend, with dynamic batching.
-
-    Triton's onnxruntime backend refuses optional inputs on batching models and does not count inputs that
-    have a default, so the Triton copy takes `target` as a required (N,) input: send −1 for top-1."""
-    if not name or any(c in name for c in "/\\") or name in (".", ".."):
-        raise OnnxcamError(f"invalid Triton model name {name!r}")
-    if not 1 <= max_batch_size <= 1 << 16:
-        raise OnnxcamError(f"max_batch_size must be in 1..65536; got {max_batch_size}")
-    served = onnx.ModelProto()
-    served.CopyFrom(proto)
-    g = served.graph
-    inits = [t for t in g.initializer if t.name != TARGET]
-    del g.initializer[:]
-    g.initializer.extend(inits)
-    entry = Path(folder) / name
-    save(served, entry / "1" / "model.onnx")
-    init_names = {t.name for t in g.initializer}
-    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch_size}", "input ["]
-    inputs = [i for i in g.input if i.name not in init_names]
-    lines += [",\n".join(_triton_io(vi, reshape=vi.name == TARGET) for vi in inputs), "]", "output ["]
-    lines += [",\n".join(_triton_io(vi) for vi in g.output), "]", "dynamic_batching { }", ""]
-    (entry / "config.pbtxt").write_text("\n".join(lines), encoding="utf-8")
-    return entry
-
-
-def _triton_io(vi: onnx.ValueInfoProto, reshape: bool = False) -> str:
-    tt = vi.type.tensor_type
-    kind = _TRITON_TYPES.get(tt.elem_type)
-    if kind is None:
-        raise OnnxcamError(f"tensor {vi.name!r} has a data type Triton's onnxruntime backend does not take")
-    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim[1:]]
-    if reshape:  # a per-image scalar: [batch] in the model, [batch, 1] on the wire
-        return f'  {{ name: "{vi.name}" data_type: {kind} dims: [ 1 ] reshape: {{ shape: [ ] }} }}'
-    return f'  {{ name: "{vi.name}" data_type: {kind} dims: [ {", ".join(str(d) for d in dims)} ] }}'

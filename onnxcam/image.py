@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import OnnxcamError
+from .imageheader import declared_size
+from .opencv import cv2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-MAX_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))  # set by onnxcam/__init__.py before cv2 loads
+MAX_PIXELS = 1 << 27  # 134 M pixels, 400 MB of RGB: a small file can declare gigapixels
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,17 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise OnnxcamError(f"image not found: {p}")
-    if p.stat().st_size == 0:
+    data = p.read_bytes()
+    if not data:
         raise OnnxcamError(f"image {p} is empty")
+    size = declared_size(data)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise OnnxcamError(f"image {p} declares {size[0]}x{size[1]} pixels, more than {MAX_PIXELS}; "
+                           "downscale it first")
     try:  # IMREAD_COLOR: grayscale becomes RGB, an alpha channel is dropped, 16-bit becomes 8-bit
-        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    except cv2.error:  # OpenCV refuses images over OPENCV_IO_MAX_IMAGE_PIXELS (decompression bombs)
-        raise OnnxcamError(f"cannot read image {p}: more than {MAX_PIXELS} pixels or a corrupt header") from None
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # formats whose header onnxcam does not read still meet OpenCV's own cap (2^30 pixels)
+        raise OnnxcamError(f"cannot read image {p}: too many pixels or a corrupt header") from None
     if bgr is None or bgr.size == 0:
         raise OnnxcamError(f"cannot read image {p} (not an image OpenCV can decode)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -77,10 +81,11 @@ def montage(panels: list[np.ndarray], titles: list[str]) -> np.ndarray:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see a partial file.
 
-    The temporary name .NAME.PID.XXXX.part tells a later run which leftovers belong to a killed process."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
+    The temporary name .NAME.PID.XXXX.part tells a later run which leftovers belong to a killed process;
+    mode 0o666 lets the process's umask give the file the usual permissions."""
+    tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -346,7 +346,9 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
     import onnx_graphsurgeon as gs
     import onnxruntime
 
-    onnxruntime.set_default_logger_severity(3)  # graphsurgeon folds through ORT, which warns per node
+    from .runtime import log_severity
+
+    onnxruntime.set_default_logger_severity(log_severity())  # graphsurgeon folds through ORT, which warns per node
     count = None
     # each round folds one more level of shape arithmetic that depends on the previous level's shapes:
     # legacy ShuffleNetV2 (a Shape/Gather/Div chain per channel shuffle) needs 8 rounds, legacy Swin 5

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import threading
 import warnings
 
@@ -16,6 +17,7 @@ from onnx import TensorProto, helper
 from .errors import OnnxcamError
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+LOG_LEVELS = {"verbose": 0, "info": 1, "warning": 2, "error": 3, "fatal": 4}
 _PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 _lock = threading.Lock()
 
@@ -78,11 +80,26 @@ def providers_for(device: str) -> list[str]:
     return [*chain.get(device, []), "CPUExecutionProvider"]
 
 
+def ort_message(e: Exception, limit: int = 300) -> str:
+    """ORT's exception text on one line, without its status prefix and C++ source locations."""
+    text = " ".join(str(e).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"/\S+\.(?:h|cc|cpp):\d+ [^()]*\([^()]*\) ", "", text)
+    return text[:limit] or type(e).__name__
+
+
+def log_severity() -> int:
+    """ONNX Runtime's own messages stay off stderr (onnxcam folds them into its one-line errors) unless
+    ONNXCAM_LOG names a level: verbose, info, warning, error (or ORT's severity number 0-3)."""
+    value = os.environ.get("ONNXCAM_LOG", "").strip().lower()
+    return LOG_LEVELS.get(value, int(value) if value in ("0", "1", "2", "3", "4") else 4)
+
+
 def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
     """No spinning: onnxcam alternates sessions (explainer, forward, metrics graphs), and a pool that busy-waits after
     its run slowed the next session's run by ~4 % on 2 cores, while one session's back-to-back runs gained nothing."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = log_severity()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
@@ -92,4 +109,4 @@ def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: 
     except OnnxcamError:
         raise
     except Exception as e:
-        raise OnnxcamError(f"ONNX Runtime cannot load the model: {str(e).splitlines()[0][:300]}") from None
+        raise OnnxcamError(f"ONNX Runtime cannot load the model: {ort_message(e)}") from None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fuzz import small_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +128,20 @@ def test_tiny_model_loads_in_python():
     assert (m.image_input, m.layout, m.score_output) == ("x", "NCHW", "y")
     with pytest.raises(oc.LayerError, match="did you mean"):
         oc.Explainer(tiny_model(), layer="rr")
+
+
+def test_a_model_that_fails_inside_onnx_runtime_prints_one_line(tmp_path):
+    """Reshape to 7 columns of a 16-wide tensor: it loads, then fails in ORT, which logs nothing of its own."""
+    m = small_cnn()
+    m.graph.initializer.extend([numpy_helper.from_array(np.array([-1, 7], np.int64), "bad_shape"),
+                                numpy_helper.from_array(np.array([-1, 16], np.int64), "back_shape")])
+    fc = next(n for n in m.graph.node if n.op_type == "Gemm")
+    fc.input[0] = "flat_back"
+    at = list(m.graph.node).index(fc)
+    m.graph.node.insert(at, helper.make_node("Reshape", ["flat_odd", "back_shape"], ["flat_back"]))
+    m.graph.node.insert(at, helper.make_node("Reshape", ["flat", "bad_shape"], ["flat_odd"]))
+    onnx.save(m, tmp_path / "bad.onnx")
+    r = onnxcam("explain", tmp_path / "bad.onnx", CAT, "-m", "gradcam", "--out", tmp_path / "o")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: ONNX Runtime failed running the model"), r.stderr
+    assert ".cc:" not in r.stderr and "[ONNXRuntimeError]" not in r.stderr

@@ -23,8 +23,9 @@ import onnx
 import pytest
 
 import onnxcam
-from onnxcam.export import ROWS, triton_entry
+from onnxcam.export import ROWS
 from onnxcam.image import Preprocessing, read_rgb
+from onnxcam.triton import triton_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "efficientnet_lite0.onnx"

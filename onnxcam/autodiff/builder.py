@@ -15,6 +15,12 @@ from .rules import RULES
 
 GRAD_SEED = "grad_seed"
 Dim = int | str | None
+# fp16/bf16 tensors are read in float32 by the backward sweep: ONNX Runtime's CPU lacks many of the kernels it
+# needs in those types (ScatterElements with reduction "add" for a start), and float32 sums lose less
+LOW_PRECISION = {TensorProto.FLOAT16, TensorProto.BFLOAT16}
+# ops whose integer outputs stand for real numbers (quantized tensors): the gradient flows through them, to the
+# QuantizeLinear rule or to an UnsupportedOpError naming the integer op
+QUANTIZED = {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
 
 def grad_name(name: str) -> str:
@@ -68,6 +74,7 @@ class Builder:
         self.initializers: list[TensorProto] = []
         self.declared: list[onnx.ValueInfoProto] = []
         self._count = 0
+        self._wide: dict[str, str] = {}
 
     # facts ------------------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[Dim, ...] | None:
@@ -164,12 +171,27 @@ class Builder:
         summed = self.op("ReduceSum", dx, axes, keepdims=1, noop_with_empty_axes=1)
         return self.op("Reshape", summed, shape_x)
 
+    def wide(self, name: str) -> str:
+        """The float32 copy of an fp16/bf16 tensor (one Cast, made once), else the tensor itself."""
+        if not name or self.types.get(name) not in LOW_PRECISION:
+            return name
+        if name not in self._wide:
+            wide = self.op("Cast", name, to=TensorProto.FLOAT)
+            self.types[wide], self.shapes[wide] = TensorProto.FLOAT, self.shape(name)
+            if name in self.values:
+                self.values[wide] = self.values[name].astype(np.float32)
+            self._wide[name] = wide
+        return self._wide[name]
+
     def declare(self, name: str, like: str) -> None:
-        """Record that `name` has the type and shape of `like` (a gradient has its primal's): with the symbolic
-        batch kept, ONNX Runtime can match shapes where its own inference loses them (after Expand, Reshape)."""
-        if name != GRAD_SEED and name not in self.shapes and self.shape(like) is not None:
-            self.shapes[name], self.types[name] = self.shape(like), self.types[like]
-            self.declared.append(_value_info(name, self, like))
+        """Record that `name` has the type and shape of `like` (a gradient has its primal's, in float32 for fp16 and
+        bf16): with the symbolic batch kept, ONNX Runtime can match shapes where its own inference loses them
+        (after Expand, Reshape). Gradients of quantized (integer) tensors are left undeclared."""
+        elem = self.types.get(like)
+        elem = TensorProto.FLOAT if elem in LOW_PRECISION else elem
+        if name != GRAD_SEED and name not in self.shapes and self.shape(like) is not None and elem in FLOAT_TYPES:
+            self.shapes[name], self.types[name] = self.shape(like), elem
+            self.declared.append(helper.make_tensor_value_info(name, elem, list(self.shape(like))))
 
     def zeros_like(self, x: str) -> str:
         return self.op("ConstantOfShape", self.shape_of(x), value=numpy_helper.from_array(np.zeros(1, self.dtype(x))))
@@ -195,17 +217,32 @@ def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str) -> onnx
         if name not in b.types:
             raise OnnxcamError(f"tensor {name!r} is not in the model")
     grads = backward(proto, b, wrt, output)
+    for name in wrt:
+        if b.types[name] in LOW_PRECISION:
+            grads[name] = b.op("Cast", grads[name], to=b.types[name])
+    nodes = _live_nodes(b.nodes, set(grads.values()))
+    used = {i for n in nodes for i in n.input}
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     g = out.graph
-    g.node.extend(b.nodes)
-    g.initializer.extend(b.initializers)
+    g.node.extend(nodes)
+    g.initializer.extend(t for t in b.initializers if t.name in used)
     g.value_info.extend(b.declared)
     g.input.append(_value_info(GRAD_SEED, b, output))
     for name in wrt:
         g.node.append(helper.make_node("Identity", [grads[name]], [grad_name(name)], name=grad_name(name)))
         g.output.append(_value_info(grad_name(name), b, name))
     return out
+
+
+def _live_nodes(nodes: list[onnx.NodeProto], wanted: set[str]) -> list[onnx.NodeProto]:
+    """The emitted nodes that the gradients need (drops the float32 copies of fp16 tensors no rule read)."""
+    kept = []
+    for node in reversed(nodes):
+        if any(o in wanted for o in node.output):
+            kept.append(node)
+            wanted.update(node.input)
+    return kept[::-1]
 
 
 def _value_info(name: str, b: Builder, like: str) -> onnx.ValueInfoProto:
@@ -217,7 +254,8 @@ def backward(proto: onnx.ModelProto, b: Builder, wrt: list[str], output: str) ->
     """Emit the reverse sweep into `b`; returns the gradient tensor of each wrt name."""
     nodes = [Node.of(n) for n in proto.graph.node]
     live = _depends_on(nodes, set(wrt), b)
-    contributions: dict[str, list[str]] = defaultdict(list, {output: [GRAD_SEED]})
+    b.types[GRAD_SEED], b.shapes[GRAD_SEED] = b.types[output], b.shape(output)
+    contributions: dict[str, list[str]] = defaultdict(list, {output: [b.wide(GRAD_SEED)]})
     for node in reversed(_on_path(nodes, output, live)):
         dy = [_accumulate(b, contributions, o) for o in node.outputs]
         node.needs = [i in live for i in node.inputs]
@@ -226,7 +264,9 @@ def backward(proto: onnx.ModelProto, b: Builder, wrt: list[str], output: str) ->
         rule = RULES.get(node.op)
         if rule is None:
             raise UnsupportedOpError(node.op, node.name)
-        dx = list(rule(b, node, dy)) + [None] * len(node.inputs)
+        wide = Node(node.op, node.name, [b.wide(i) for i in node.inputs], [b.wide(o) for o in node.outputs],
+                    node.attrs, node.needs)
+        dx = list(rule(b, wide, dy)) + [None] * len(node.inputs)
         for name, need, d in zip(node.inputs, node.needs, dx):
             if need and d is not None:
                 contributions[name].append(d)
@@ -251,11 +291,11 @@ def _accumulate(b: Builder, contributions: dict[str, list[str]], name: str) -> s
 
 
 def _depends_on(nodes: list[Node], wrt: set[str], b: Builder) -> set[str]:
-    """Tensors reachable from wrt through float edges (integer/bool edges stop the gradient)."""
+    """Tensors reachable from wrt through float edges (integer/bool edges stop the gradient, unless quantized)."""
     live = set(wrt)
     for node in nodes:
         if any(i in live for i in node.inputs):
-            live.update(o for o in node.outputs if b.types.get(o, TensorProto.FLOAT) in FLOAT_TYPES)
+            live.update(o for o in node.outputs if b.types.get(o, TensorProto.FLOAT) in FLOAT_TYPES or node.op in QUANTIZED)
     return live
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ..autodiff import grad_name
 from ..engine import DEFAULT_BATCH, Explanation
 from ..errors import OnnxcamError
 from ..layers import Layer
+from ..opencv import cv2
 
 MAX_STEPS = 100_000
 

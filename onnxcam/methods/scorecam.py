@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from ..opencv import cv2
 from . import method
 from .cam import relu
 from .common import batch_rows, cam_explanation, image_size, to_grid

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import OnnxcamError
+from ..opencv import cv2
 from .common import Images, check_maps, check_targets, images, positive, row_scores
 
 

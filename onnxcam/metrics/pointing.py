@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ..errors import OnnxcamError
+from ..opencv import cv2
 from .common import check_maps
 
 
