@@ -32,6 +32,7 @@ class Case:
     rtol: float = 1e-4
     eps: float = 1e-6  # finite-difference step; a power of two keeps float32 casts exact
     reference: str = "onnx"  # or "ort": finite differences of ONNX Runtime's forward pass
+    symbolic: bool = False  # differentiated inputs declare symbolic sizes after N, C: shape inference loses them
 
     def __str__(self) -> str:
         return self.id or self.op
@@ -55,7 +56,8 @@ def _model(case: Case, dtype) -> tuple[onnx.ModelProto, list[str]]:
         if value.dtype == np.float64:  # float32 arrays stay float32 (Resize scales)
             value = value.astype(dtype)
         if value.dtype.kind == "f" and i not in case.const:
-            inputs.append(helper.make_tensor_value_info(name, elem, value.shape))
+            dims = [d if k < 2 or not case.symbolic else f"{name}_{k}" for k, d in enumerate(value.shape)]
+            inputs.append(helper.make_tensor_value_info(name, elem, dims))
             wrt.append(name)
         else:
             inits.append(numpy_helper.from_array(value, name))
