@@ -1,6 +1,7 @@
 """Every gradient rule against float64 finite differences: one table row per op × attribute variant."""
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from opcheck import Case, check, check_model, rand
@@ -401,3 +402,99 @@ def test_blocked_layout_forms_match_finite_differences(op, shape, eps):
     ops = {n.op_type for n in onnxcam.gradient_model(build(np.float64), wrt="x", output="y").graph.node}
     assert "Conv" in ops and not ops & {"Where", "Expand"}, ops  # the blocked form, not the plain one
     check_model(build, {"x": x}, f"{op}-float32-NCHW", eps=eps)
+
+
+def _small_cnn(dtype, rounded: bool = False):
+    """Conv, Relu, MaxPool (ScatterElements with reduction "add" in its rule), strided Conv (ConvTranspose), Swish,
+    Resize, AveragePool, GlobalAveragePool, Gemm; weights on the fp16 grid, so every dtype holds the same values.
+    `rounded`: each node's output passes through fp16 and back, as an fp16 model's activations do."""
+    rng = np.random.default_rng(0)
+
+    def weight(name, *shape):
+        value = rng.normal(0, 1 / np.sqrt(np.prod(shape[1:])), shape).astype(np.float16).astype(dtype)
+        return numpy_helper.from_array(value, name)
+
+    inits = [weight("w1", 8, 3, 3, 3), weight("w2", 8, 8, 3, 3), weight("w3", 10, 8), weight("b3", 10),
+             numpy_helper.from_array(scales(1, 1, 2, 2), "up")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["s2"]),
+        helper.make_node("Mul", ["c2", "s2"], ["a2"]),
+        helper.make_node("Resize", ["a2", "", "up"], ["u2"], mode="linear"),
+        helper.make_node("AveragePool", ["u2"], ["v2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["v2"], ["g2"]),
+        helper.make_node("Flatten", ["g2"], ["f"]),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1),
+    ]
+    if rounded:
+        for node in nodes:
+            out = node.output[0]
+            node.output[0] = out + "_exact"
+        nodes = [m for node in nodes for m in (
+            node,
+            helper.make_node("Cast", [node.output[0]], [node.output[0] + "_half"], to=TensorProto.FLOAT16),
+            helper.make_node("Cast", [node.output[0] + "_half"], [node.output[0][:-6]], to=F32),
+        )]
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", elem, ["n", 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", elem, ["n", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model
+
+
+def _input_gradient(model, x, dtype):
+    session = ort.InferenceSession(onnxcam.gradient_model(model, wrt="x", output="y").SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    seed = np.zeros((len(x), 10), dtype)
+    seed[:, 3] = 1
+    return session.run([onnxcam.grad_name("x")], {"x": x.astype(dtype), "grad_seed": seed})[0]
+
+
+def test_fp16_model_gradient():
+    """∂logit/∂input of an fp16 model comes out in fp16, though ONNX Runtime's CPU has no fp16 ScatterElements with
+    reduction "add" (the backward sweep computes in float32). Two oracles, float32 gradient models of the same
+    weights: (1) every activation rounded to fp16 as the fp16 forward rounds it, so the Relu and MaxPool decisions are
+    the same: only the fp16 rounding of the result differs, ≤ 2⁻¹¹ of each element (4 ulps allowed); (2) the plain
+    float32 model: activations differ by fp16 rounding (2⁻¹¹ each, ~10 layers: ~1e-3 relative), and a Relu or pool
+    decision that flips within that rounding moves one element's gradient: a cosine of 0.999, not an elementwise bound."""
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 16, 16)).astype(np.float16)
+    half = _input_gradient(_small_cnn(np.float16), x, np.float16)
+    assert half.dtype == np.float16
+    same_decisions = _input_gradient(_small_cnn(np.float32, rounded=True), x, np.float32)
+    plain = _input_gradient(_small_cnn(np.float32), x, np.float32)
+    half = half.astype(np.float32)
+    assert np.abs(half - same_decisions).max() <= 2**-9 * np.abs(same_decisions).max()
+    assert (half * plain).sum() / np.linalg.norm(half) / np.linalg.norm(plain) >= 0.999
+
+
+def test_bf16_tensors_on_the_path():
+    """A bf16 stretch (ONNX Runtime's CPU has Cast, Transpose and Reshape for bf16, no arithmetic): the backward sweep
+    reads it in float32, so ∂y/∂x equals the gradient of the same graph without the bf16 casts (they round values in
+    the forward pass, not the decisions taken before them), and a bf16 tensor's gradient output is declared bf16."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Cast", ["p"], ["p16"], to=TensorProto.BFLOAT16),
+        helper.make_node("Transpose", ["p16"], ["t16"], perm=[0, 2, 3, 1]),
+        helper.make_node("Cast", ["t16"], ["t"], to=F32),
+        helper.make_node("ReduceMean", ["t", "axes"], ["y"], keepdims=0),
+    ]
+    inits = [numpy_helper.from_array(rand(3, 2, 3, 3).astype(np.float32), "w"), numpy_helper.from_array(ints(1, 2), "axes")]
+    plain = [nodes[0], nodes[1], helper.make_node("Transpose", ["p"], ["t"], perm=[0, 2, 3, 1]), nodes[-1]]
+    x, seed = rand(2, 2, 4, 4).astype(np.float32), rand(2, 3, seed=1).astype(np.float32)
+    got = []
+    for graph_nodes, wrt in [(nodes, ["x", "p16"]), (plain, ["x"])]:
+        graph = helper.make_graph(graph_nodes, "g", [helper.make_tensor_value_info("x", F32, [2, 2, 4, 4])],
+                                  [helper.make_tensor_value_info("y", F32, [2, 3])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        grads = onnxcam.gradient_model(model, wrt=wrt, output="y")
+        types = {o.name: o.type.tensor_type.elem_type for o in grads.graph.output}
+        assert types[onnxcam.grad_name(wrt[-1])] == (TensorProto.BFLOAT16 if "p16" in wrt else F32)
+        session = ort.InferenceSession(grads.SerializeToString(), providers=["CPUExecutionProvider"])
+        got.append(session.run([onnxcam.grad_name("x")], {"x": x, "grad_seed": seed})[0])
+    assert np.abs(got[0] - got[1]).max() <= 1e-6 * np.abs(got[1]).max()
