@@ -103,6 +103,16 @@ class Gelu(OpRun):
         return (0.5 * x * (1 + _erf(x / math.sqrt(2))),)
 
 
+class LRN(OpRun):
+    """onnx's reference LRN loops over the batch axis instead of the channels."""
+
+    def _run(self, x, alpha=1e-4, beta=0.75, bias=1.0, size=None):
+        before, after = (size - 1) // 2, size // 2
+        square = np.pad(x**2, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
+        window = sum(square[:, k : k + x.shape[1]] for k in range(size))
+        return (x / (bias + alpha / size * window) ** beta,)
+
+
 def _forward(build, reference: str):
     """y as a function of the feeds, in float64 where the backend allows it.
 
@@ -111,7 +121,7 @@ def _forward(build, reference: str):
     Runtime's own forward pass. Without a float64 kernel that runs in float32: only for ops linear in the
     differentiated input, with a large eps."""
     if reference == "onnx":
-        ref = ReferenceEvaluator(build(np.float64), new_ops=[Erf, Gelu])
+        ref = ReferenceEvaluator(build(np.float64), new_ops=[Erf, Gelu, LRN])
         return lambda feeds: ref.run(None, feeds)[0]
     for dtype in (np.float64, np.float32):
         session = _session(build(dtype))

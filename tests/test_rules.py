@@ -123,6 +123,13 @@ CASES = [
          const=(1, 2), opset=21, id="GroupNorm-21"),
     Case("GroupNormalization", [rand(2, 4, 3), rand(4, seed=1), rand(4, seed=2)],
          dict(num_groups=2, epsilon=1e-2, stash_type=11), opset=21, id="GroupNorm-21-scale-bias-wrt"),
+    # LRN (ONNX Runtime's CPU takes odd sizes only); onnx's reference LRN is replaced in opcheck (it loops over N)
+    Case("LRN", [rand(2, 7, 3, 2, low=-2, high=2)], dict(size=5, alpha=1e-4, beta=0.75, bias=2.0), id="LRN-alexnet"),
+    Case("LRN", [rand(2, 7, 3, 2, low=-2, high=2)], dict(size=3, alpha=0.5, beta=0.9, bias=1.5), id="LRN-size3"),
+    Case("LRN", [rand(1, 6, 2, 3, low=-2, high=2)], dict(size=5, alpha=2.0, beta=0.75), id="LRN-size5"),
+    Case("LRN", [rand(1, 3, 2, 2, low=-2, high=2)], dict(size=1, alpha=1.0, beta=0.5), id="LRN-size1"),
+    Case("LRN", [rand(1, 4, 2, 2, low=-2, high=2)], dict(size=7, alpha=1.0, beta=1.5, bias=0.5),
+         id="LRN-window-wider-than-channels"),
     # Pooling
     Case("MaxPool", [rand(1, 2, 4, 4)], dict(kernel_shape=[2, 2], strides=[2, 2]), id="MaxPool"),
     Case("MaxPool", [rand(1, 2, 7, 7)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
@@ -339,7 +346,8 @@ def test_rule_matches_finite_differences(case):
 
 
 def test_every_rule_has_a_row():
-    assert set(RULES) - {c.op for c in CASES} == set()
+    straight_through = {"QuantizeLinear", "DequantizeLinear"}  # the QDQ table below: finite differences do not apply
+    assert set(RULES) - {c.op for c in CASES} - straight_through == set()
 
 
 def _graph_model(nodes, x_shape, y_shape, dtype):
@@ -498,3 +506,82 @@ def test_bf16_tensors_on_the_path():
         session = ort.InferenceSession(grads.SerializeToString(), providers=["CPUExecutionProvider"])
         got.append(session.run([onnxcam.grad_name("x")], {"x": x, "grad_seed": seed})[0])
     assert np.abs(got[0] - got[1]).max() <= 1e-6 * np.abs(got[1]).max()
+
+
+# QDQ: (id, x, scale, zero point or None, QuantizeLinear/DequantizeLinear attributes, opset)
+QDQ = [
+    ("int8-per-tensor", rand(3, 4, low=-3, high=3), 0.02, np.array(3, np.int8), {}, 18),
+    ("uint8-per-tensor", rand(3, 4, low=-8, high=8), 0.05, np.array(128, np.uint8), {}, 18),
+    ("uint8-default-no-zero-point", rand(3, 4, low=-2, high=4), 0.01, None, {}, 18),
+    ("int8-per-axis", rand(2, 3, 2, 2, low=-2, high=2), np.array([0.004, 0.01, 0.02]), np.array([0, -5, 10], np.int8),
+     {}, 18),
+    ("uint8-per-axis-last", rand(2, 3, 4, low=-2, high=2), np.array([0.002, 0.005, 0.01, 0.02]),
+     np.array([0, 50, 128, 255], np.uint8), dict(axis=-1), 18),
+    ("int16-21", rand(3, 4, low=-2, high=2), 5e-5, np.array(1000, np.int16), {}, 21),
+    ("float16-scale", rand(3, 4, low=-3, high=3), np.float16(0.02), np.array(-20, np.int8), {}, 19),
+]
+
+
+def _qdq_gradient(x, scale, zero, attrs, opset, consumers=1):
+    """∂ sum(seed · Σ_k DQ_k(Q(x))) / ∂x from onnxcam's gradient model, for k = 1..consumers DequantizeLinear nodes."""
+    scale = np.asarray(scale, np.float32) if np.asarray(scale).dtype == np.float64 else np.asarray(scale)
+    elem = helper.np_dtype_to_tensor_dtype(scale.dtype)
+    names = ["x", "scale", "zero"] if zero is not None else ["x", "scale"]
+    dq = [helper.make_node("DequantizeLinear", ["q", *names[1:]], [f"y{k}"], **attrs) for k in range(consumers)]
+    total = helper.make_node("Sum", [n.output[0] for n in dq], ["y"])
+    nodes = [helper.make_node("QuantizeLinear", names, ["q"], **attrs), *dq, total]
+    inits = [numpy_helper.from_array(scale, "scale")] + ([numpy_helper.from_array(zero, "zero")] if zero is not None else [])
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", elem, x.shape)],
+                              [helper.make_tensor_value_info("y", elem, x.shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8 if opset < 21 else 10
+    session = ort.InferenceSession(onnxcam.gradient_model(model, wrt="x", output="y").SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    seed = rand(*x.shape, seed=5).astype(scale.dtype)
+    return session.run([onnxcam.grad_name("x")], {"x": x.astype(scale.dtype), "grad_seed": seed})[0], seed
+
+
+@pytest.mark.parametrize(("label", "x", "scale", "zero", "attrs", "opset"), QDQ, ids=[q[0] for q in QDQ])
+def test_quantize_dequantize_straight_through(label, x, scale, zero, attrs, opset):
+    """Finite differences of DQ(Q(x)) are 0 between quantization steps and unbounded across them, so the rules are
+    checked against the convention's definition instead: d DQ(Q(x))/dx = 1 inside [scale·(qmin − zp),
+    scale·(qmax − zp)] and 0 outside, per element (scale and zero point along `axis` when per-axis). The inputs span
+    both sides of that range; points within a quarter step of its ends move a quarter step out."""
+    info = np.iinfo(zero.dtype if zero is not None else np.uint8)
+    axis = attrs.get("axis", 1) % x.ndim
+    along = [-1 if a == axis else 1 for a in range(x.ndim)] if np.ndim(scale) else []
+    s = np.asarray(scale, np.float64).reshape(along)
+    z = np.asarray(zero if zero is not None else 0, np.float64).reshape(along)
+    t = x / s + z  # position in quantized units
+    for edge in (info.min, info.max):
+        near = np.abs(t - edge) < 0.25
+        t[near] = edge + np.sign(t[near] - edge + 1e-9) * 0.25
+    x = (t - z) * s
+    inside = (t >= info.min) & (t <= info.max)
+    assert inside.any() and not inside.all()
+    got, seed = _qdq_gradient(x, scale, zero, attrs, opset)
+    assert got.dtype == seed.dtype
+    rtol = 1e-6 if seed.dtype == np.float32 else 1e-3  # (seed / scale) · scale rounds
+    np.testing.assert_allclose(got, np.where(inside, seed, 0), rtol=rtol, atol=0)
+
+
+def test_quantized_tensor_with_two_dequantize_consumers():
+    """The integer tensor's gradient is the sum of both DequantizeLinear contributions."""
+    x = np.array([[-3.0, -0.51, 0.2, 1.7, 2.4, 3.0]])
+    got, seed = _qdq_gradient(x, 0.02, np.array(3, np.int8), {}, 18, consumers=2)
+    inside = (x / 0.02 + 3 >= -128) & (x / 0.02 + 3 <= 127)
+    np.testing.assert_allclose(got, np.where(inside, 2 * seed, 0), rtol=1e-6)
+
+
+def test_integer_kernel_on_the_path_names_the_op():
+    """QOperator models (integer kernels such as MatMulInteger after QuantizeLinear) get the missing-rule error."""
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+        helper.make_node("MatMulInteger", ["q", "w", "z", "z"], ["acc"], name="the_matmul"),
+        helper.make_node("Cast", ["acc"], ["y"], to=F32),
+    ]
+    model = _graph_model(nodes, [2, 3], [2, 2], np.float32)
+    model.graph.initializer.extend([numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.uint8(7), "z"),
+                                    numpy_helper.from_array(np.ones((3, 2), np.uint8), "w")])
+    with pytest.raises(onnxcam.UnsupportedOpError, match="'MatMulInteger'.*'the_matmul'"):
+        onnxcam.gradient_model(model, wrt="x", output="y")

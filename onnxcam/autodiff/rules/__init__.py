@@ -18,4 +18,4 @@ def rule(*op_types: str):
     return register
 
 
-from . import activation, elementwise, linear, normalization, pooling, reduce, resize, shape  # noqa: E402,F401
+from . import activation, elementwise, linear, normalization, pooling, quantize, reduce, resize, shape  # noqa: E402,F401

@@ -87,3 +87,29 @@ def group_norm(b, n, dy):
         dscale = b.reduce("ReduceSum", b.op("Mul", dy[0], b.reshape_like(xhat, x)), others, keepdims=0)
     dbias = b.reduce("ReduceSum", dy[0], others, keepdims=0) if n.needs[2] else None
     return [dx, dscale, dbias]
+
+
+@rule("LRN")
+def lrn(b, n, dy):
+    """Y = X·D^−β, D = bias + α/size·S(X²), S the sum over channels [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉]:
+    dX = dY·D^−β − (2αβ/size)·X·S'(dY·Y/D), S' the same sum over the mirrored window (channel j adds to every c
+    whose window holds j)."""
+    x, y, g = n.inputs[0], n.outputs[0], dy[0]
+    size = n.attrs["size"]
+    alpha, beta, bias = n.attrs.get("alpha", 1e-4), n.attrs.get("beta", 0.75), n.attrs.get("bias", 1.0)
+    before, after = (size - 1) // 2, size // 2
+    rank = b.rank(x)
+    window = _channel_sum(b, b.op("Mul", x, x), rank, before, after)
+    d = b.op("Add", b.const(bias, like=x), b.op("Mul", window, b.const(alpha / size, like=x)))
+    back = _channel_sum(b, b.op("Div", b.op("Mul", g, y), d), rank, after, before)
+    direct = b.op("Mul", g, b.op("Pow", d, b.const(-beta, like=x)))
+    return [b.op("Sub", direct, b.op("Mul", b.op("Mul", x, back), b.const(2 * alpha * beta / size, like=x)))]
+
+
+def _channel_sum(b, t: str, rank: int, before: int, after: int) -> str:
+    """Σ_{j = c − before}^{c + after} t[:, j] (zeros beyond the channels): one Slice of the padded tensor per offset."""
+    padded = b.op("Pad", t, b.ints([0, before] + [0] * (rank - 2) + [0, after] + [0] * (rank - 2)))
+    last = before + after
+    parts = [b.op("Slice", padded, b.ints([k]), b.ints([k - last if k < last else 2**62]), b.ints([1]))
+             for k in range(last + 1)]
+    return b.add_all(parts)
