@@ -133,7 +133,10 @@ def _forward(build, reference: str):
 def _gradient_session(build, wrt: list[str], label: str):
     """The gradient model in float64, else in float32 where ONNX Runtime lacks a float64 kernel."""
     for dtype in (np.float64, np.float32):
-        session = _session(onnxcam.gradient_model(build(dtype), wrt=wrt, output="y"))
+        try:
+            session = _session(onnxcam.gradient_model(build(dtype), wrt=wrt, output="y"))
+        except onnxcam.ModelError:  # an op whose schema has no float64 (Celu)
+            continue
         if session is not None:
             return session, dtype
     raise AssertionError(f"{label}: the gradient model does not load in ONNX Runtime")

@@ -130,6 +130,91 @@ def softplus(b, n, dy):
     return [b.op("Mul", dy[0], b.op("Sigmoid", n.inputs[0]))]
 
 
+@rule("Elu", "Selu", "Celu")
+def elu(b, n, dy):
+    """Elu: 1 for x > 0, else y + α; Selu: γ, else y + γα; Celu: 1, else exp(x/α)."""
+    x, y, g = n.inputs[0], n.outputs[0], dy[0]
+    alpha = n.attrs.get("alpha", {"Elu": 1.0, "Celu": 1.0, "Selu": 1.67326319217681884765625}[n.op])
+    gamma = n.attrs.get("gamma", 1.05070102214813232421875) if n.op == "Selu" else 1.0
+    if n.op == "Celu":
+        below = b.op("Exp", b.op("Div", x, b.const(alpha, like=x)))
+    else:
+        below = b.op("Add", y, b.const(alpha * gamma, like=x))
+    slope = b.op("Where", b.op("Greater", x, b.const(0, like=x)), b.const(gamma, like=x), below)
+    return [b.op("Mul", g, slope)]
+
+
+@rule("Mish")
+def mish(b, n, dy):
+    """y = x·tanh(softplus(x)): tanh(sp) + x·σ(x)·(1 − tanh²(sp))."""
+    x = n.inputs[0]
+    t = b.op("Tanh", b.op("Softplus", x))
+    sech2 = b.op("Sub", b.const(1, like=x), b.op("Mul", t, t))
+    return [b.op("Mul", dy[0], b.op("Add", t, b.op("Mul", b.op("Mul", x, b.op("Sigmoid", x)), sech2)))]
+
+
+@rule("Swish")
+def swish(b, n, dy):
+    """y = x·σ(αx) (opset 24): σ(αx)·(1 + αx·(1 − σ(αx)))."""
+    x = n.inputs[0]
+    ax = b.op("Mul", x, b.const(n.attrs.get("alpha", 1.0), like=x))
+    s = b.op("Sigmoid", ax)
+    one = b.const(1, like=x)
+    return [b.op("Mul", dy[0], b.op("Mul", s, b.op("Add", one, b.op("Mul", ax, b.op("Sub", one, s)))))]
+
+
+@rule("Softsign")
+def softsign(b, n, dy):
+    x = n.inputs[0]
+    d = b.op("Add", b.const(1, like=x), b.op("Abs", x))
+    return [b.op("Div", dy[0], b.op("Mul", d, d))]
+
+
+@rule("ThresholdedRelu")
+def thresholded_relu(b, n, dy):
+    x = n.inputs[0]
+    return [_mask(b, b.op("Greater", x, b.const(n.attrs.get("alpha", 1.0), like=x)), dy[0], x)]
+
+
+@rule("Shrink")
+def shrink(b, n, dy):
+    """Slope 1 where |x| > lambd, else 0."""
+    x = n.inputs[0]
+    return [_mask(b, b.op("Greater", b.op("Abs", x), b.const(n.attrs.get("lambd", 0.5), like=x)), dy[0], x)]
+
+
+def _trig(b, op: str, x: str, y: str) -> str:
+    """f'(x) for the trigonometric and hyperbolic functions and their inverses."""
+    def k(value):
+        return b.const(value, like=x)
+
+    def square():
+        return b.op("Mul", x, x)
+
+    def rsqrt(t):
+        return b.op("Reciprocal", b.op("Sqrt", t))
+
+    forms = {
+        "Sin": lambda: b.op("Cos", x),
+        "Cos": lambda: b.op("Neg", b.op("Sin", x)),
+        "Tan": lambda: b.op("Add", k(1), b.op("Mul", y, y)),
+        "Asin": lambda: rsqrt(b.op("Sub", k(1), square())),
+        "Acos": lambda: b.op("Neg", rsqrt(b.op("Sub", k(1), square()))),
+        "Atan": lambda: b.op("Reciprocal", b.op("Add", k(1), square())),
+        "Sinh": lambda: b.op("Cosh", x),
+        "Cosh": lambda: b.op("Sinh", x),
+        "Asinh": lambda: rsqrt(b.op("Add", square(), k(1))),
+        "Acosh": lambda: rsqrt(b.op("Sub", square(), k(1))),
+        "Atanh": lambda: b.op("Reciprocal", b.op("Sub", k(1), square())),
+    }
+    return forms[op]()
+
+
+@rule("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
+def trigonometric(b, n, dy):
+    return [b.op("Mul", dy[0], _trig(b, n.op, n.inputs[0], n.outputs[0]))]
+
+
 @rule("Exp")
 def exp(b, n, dy):
     return [b.op("Mul", dy[0], n.outputs[0])]
@@ -180,7 +265,7 @@ def identity(b, n, dy):
     return [dy[0]]
 
 
-@rule("Cast")
+@rule("Cast", "CastLike")
 def cast(b, n, dy):
     x = n.inputs[0]
     return [b.op("Cast", dy[0], to=b.types[x]) if x in b.types else b.op("CastLike", dy[0], x)]

@@ -113,3 +113,31 @@ def _channel_sum(b, t: str, rank: int, before: int, after: int) -> str:
     parts = [b.op("Slice", padded, b.ints([k]), b.ints([k - last if k < last else 2**62]), b.ints([1]))
              for k in range(last + 1)]
     return b.add_all(parts)
+
+
+@rule("RMSNormalization")
+def rms_norm(b, n, dy):
+    """Y = X·r·scale, r = 1/√(mean(X²) + ε) over [axis, rank) (opset 23): dX = r·(g − X·r²·mean(g·X)), g = dY·scale."""
+    x, scale, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    rank = b.rank(x)
+    axes = list(range(n.attrs.get("axis", -1) % rank, rank))
+    r = b.op("Reciprocal", b.op("Sqrt", b.op("Add", b.reduce("ReduceMean", b.op("Mul", x, x), axes), epsilon(b, n))))
+    dx = dscale = None
+    if n.needs[0]:
+        g = b.op("Mul", dy[0], scale)
+        inner = b.op("Mul", b.op("Mul", r, r), b.reduce("ReduceMean", b.op("Mul", g, x), axes))
+        dx = b.op("Mul", r, b.op("Sub", g, b.op("Mul", x, inner)))
+    if n.needs[1]:
+        dscale = b.unbroadcast(b.op("Mul", dy[0], b.op("Mul", x, r)), scale, y)
+    return [dx, dscale]
+
+
+@rule("LpNormalization")
+def lp_norm(b, n, dy):
+    """Y = X/‖X‖_p along `axis` (p = 1 or 2): dX = (dY − Σ(dY·Y)·∂‖X‖/∂X)/‖X‖, ∂‖X‖/∂X = sign(X) or Y."""
+    x, y, g = n.inputs[0], n.outputs[0], dy[0]
+    axis, p = n.attrs.get("axis", -1) % b.rank(x), n.attrs.get("p", 2)
+    norm = b.reduce("ReduceL1" if p == 1 else "ReduceL2", x, [axis])
+    direction = b.op("Sign", x) if p == 1 else y
+    inner = b.reduce("ReduceSum", b.op("Mul", g, y), [axis])
+    return [b.op("Div", b.op("Sub", g, b.op("Mul", direction, inner)), norm)]

@@ -67,3 +67,30 @@ def reduce_l2(b, n, dy):
     x, y = n.inputs[0], n.outputs[0]
     axes = reduced_axes(b, n)
     return [b.op("Mul", spread(b, n, b.op("Div", dy[0], y), axes), x)]
+
+
+@rule("ReduceL1")
+def reduce_l1(b, n, dy):
+    return [b.op("Mul", spread(b, n, dy[0], reduced_axes(b, n)), b.op("Sign", n.inputs[0]))]
+
+
+@rule("ReduceLogSumExp")
+def reduce_log_sum_exp(b, n, dy):
+    """dX = dY·exp(X − Y): the softmax over the reduced axes."""
+    x, y = n.inputs[0], n.outputs[0]
+    axes = reduced_axes(b, n)
+    return [b.op("Mul", spread(b, n, dy[0], axes), b.op("Exp", b.op("Sub", x, spread(b, n, y, axes))))]
+
+
+@rule("ReduceLogSum")
+def reduce_log_sum(b, n, dy):
+    """dX = dY / Σ X = dY·exp(−Y)."""
+    y = n.outputs[0]
+    return [spread(b, n, b.op("Div", dy[0], b.op("Exp", y)), reduced_axes(b, n))]
+
+
+@rule("CumSum")
+def cum_sum(b, n, dy):
+    """The adjoint of a running sum is the running sum the other way, with the same exclusive flag."""
+    reverse = 1 - n.attrs.get("reverse", 0)
+    return [b.op("CumSum", dy[0], n.inputs[1], exclusive=n.attrs.get("exclusive", 0), reverse=reverse)]

@@ -73,7 +73,7 @@ def split(b, n, dy):
     return [b.op("Concat", *parts, axis=axis)]
 
 
-@rule("Slice", "Gather", "GatherElements", "Tile")
+@rule("Slice", "Gather", "GatherElements", "GatherND", "Tile", "Compress", "ReverseSequence")
 def moved(b, n, dy):
     return [scatter_back(b, n, dy[0])]
 
@@ -129,3 +129,39 @@ def scatter_nd(b, n, dy):
         ddata = g if reduction == "add" else b.op("ScatterND", g, indices, b.zeros_like(updates))
     dupdates = b.op("GatherND", g, indices) if n.needs[2] else None
     return [ddata, None, dupdates]
+
+
+@rule("ScatterElements")
+def scatter_elements(b, n, dy):
+    """As ScatterND: overwritten positions of data get no gradient, unless reduction="add" keeps them."""
+    reduction, axis = n.attrs.get("reduction", "none"), n.attrs.get("axis", 0)
+    if reduction not in ("none", "add"):
+        raise UnsupportedOpError(n.op, n.name, f"reduction={reduction!r}")
+    data, indices, updates = n.inputs
+    g = dy[0]
+    ddata = None
+    if n.needs[0]:
+        ddata = g if reduction == "add" else b.op("ScatterElements", g, indices, b.zeros_like(updates), axis=axis)
+    dupdates = b.op("GatherElements", g, indices, axis=axis) if n.needs[2] else None
+    return [ddata, None, dupdates]
+
+
+@rule("TopK")
+def top_k(b, n, dy):
+    """The values' gradient goes back to where they were taken from (the Indices output; distinct per slice)."""
+    x = n.inputs[0]
+    return [b.op("ScatterElements", b.zeros_like(x), n.outputs[1], dy[0], axis=n.attrs.get("axis", -1))]
+
+
+@rule("Trilu")
+def trilu(b, n, dy):
+    """A mask: the same Trilu keeps dY where it kept X."""
+    return [b.op("Trilu", dy[0], n.input(1), upper=n.attrs.get("upper", 1))]
+
+
+@rule("CenterCropPad")
+def center_crop_pad(b, n, dy):
+    """Cropping and zero-padding around the center are each other's adjoints: the same op back to X's sizes."""
+    x, axes = n.inputs[0], n.attrs.get("axes")
+    sizes = b.op("Shape", x) if axes is None else b.op("Gather", b.op("Shape", x), b.ints(axes))
+    return [b.op("CenterCropPad", dy[0], sizes, axes=axes)]
