@@ -109,12 +109,14 @@ def _is_file(path: str) -> bool:
 @main.command()
 @MODEL
 @click.option("--json", "as_json", is_flag=True, help="Print the layers as JSON.")
-def layers(model, as_json):
+@click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
+              help="Input side length for models with a dynamic input size.")
+def layers(model, as_json, size):
     """Candidate layers (spatial feature maps), input → output; "auto" marks the default choice.
 
     Example: onnxcam layers models/efficientnet_lite0.onnx --json
     """
-    m = load_model(model)
+    m = load_model(model, _input_size(size))
     found = candidate_layers(m)
     auto = auto_layer(m).name if found else None
     if as_json:
@@ -166,15 +168,13 @@ def _preprocessing_options(f):
     return f
 
 
-def _preprocessing(m, mean, std, size, layout) -> Preprocessing:
+def _input_size(size: int | None) -> tuple[int, int] | None:
+    return (size, size) if size else None
+
+
+def _preprocessing(m, mean, std, layout) -> Preprocessing:
     props = {p.key: p.value for p in m.proto.metadata_props}
     h, w = m.image_size
-    if size:
-        h = w = size
-    if not h or not w:
-        raise OnnxcamError("the model's input size is dynamic; give it with --size")
-    if size and m.image_size[0] and (h, w) != m.image_size:
-        raise OnnxcamError(f"--size {size} does not match the model's input size {m.image_size}")
     mean = _floats(mean, "--mean") or _metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
     std = _floats(std, "--std") or _metadata_floats(props, "onnxcam.std") or IMAGENET_STD
     if not all(1e-6 <= s <= 1e6 for s in std):
@@ -213,8 +213,8 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
 
     Example: onnxcam explain models/efficientnet_lite0.onnx models/samples/cat.jpg -m gradcam -m rsi-gradcam
     """
-    ex = Explainer(model, layer=layer, device=device)
-    prep = _preprocessing(ex.model, mean, std, size, layout)
+    ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size))
+    prep = _preprocessing(ex.model, mean, std, layout)
     props = {p.key: p.value for p in ex.model.proto.metadata_props}
     if labels is None and "onnxcam.labels" in props:
         candidate = Path(model).resolve().parent / Path(props["onnxcam.labels"]).name
@@ -385,8 +385,8 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
     for p in paths:
         if not p.is_file():
             raise OnnxcamError(f"image not found: {p}")
-    ex = Explainer(model, layer=layer, device=device)
-    prep = _preprocessing(ex.model, mean, std, size, layout)
+    ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size))
+    prep = _preprocessing(ex.model, mean, std, layout)
     classes = ex.num_classes
     for p, k in requested.items():
         if classes and k is not None and k >= classes:

@@ -82,8 +82,8 @@ class Graph:
 class Explainer:
     """Explains one model; graphs and sessions are built on first use and shared by threads."""
 
-    def __init__(self, model, layer: str = "auto", device: str = "auto"):
-        self.model: Model = load_model(model)
+    def __init__(self, model, layer: str = "auto", device: str = "auto", input_size: tuple[int, int] | None = None):
+        self.model: Model = load_model(model, input_size)
         self.device = device
         self.layer: Layer = resolve_layer(self.model, layer)
         self._graphs: dict[tuple, Graph] = {}

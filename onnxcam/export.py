@@ -26,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .autodiff.builder import GRAD_SEED, build_gradients, grad_name
 from .errors import OnnxcamError
 from .layers import Layer, resolve_layer
+from .methods.common import EPS
 from .model import Model, load_model
 from .surgery import SCORES, TARGET, score_tensor
 
@@ -147,9 +148,12 @@ class _Emitter:
         return self.op("Relu", x)
 
     def normalize(self, maps: str) -> str:
-        """(m − min) / (1e-7 + max(m − min)) per image over axes 1, 2 (methods.common.normalize_maps)."""
+        """(m − min) / (span + 1e-7·clip(span, tiny, 1)), span = max(m − min), per image over axes 1, 2
+        (methods.common.normalize_maps)."""
         shifted = self.op("Sub", maps, self.reduce("ReduceMin", maps, [1, 2]))
-        return self.op("Div", shifted, self.op("Add", self.const(1e-7), self.reduce("ReduceMax", shifted, [1, 2])))
+        span = self.reduce("ReduceMax", shifted, [1, 2])
+        eps = self.op("Mul", self.const(EPS), self.op("Clip", span, self.const(np.finfo(np.float32).tiny), self.const(1.0)))
+        return self.op("Div", shifted, self.op("Add", span, eps))
 
 
 # ------------------------------------------------------------------ the graph

@@ -71,6 +71,9 @@ def _layout(shape: tuple, image_hw: tuple[int | None, int | None]) -> str | None
 
 def candidate_layers(model: Model) -> list[Layer]:
     """Spatial tensors in input → output order, with the op that produces each."""
+    if None in model.image_size:
+        raise LayerError(f"{model.source}: the input's height and width are dynamic, so layer shapes are unknown; "
+                         "give them: Explainer(model, input_size=(H, W)) or --size on the command line")
     shapes = {vi.name: _dims(vi) for vi in [*model.proto.graph.value_info, *model.proto.graph.output]}
     layers = []
     for node in model.proto.graph.node:

@@ -17,6 +17,8 @@ from .errors import ModelError
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 MIN_OPSET = 17  # the gradient rules emit opset-17 forms (ScatterElements reduction, axes inputs)
 KNOWN_DOMAINS = {"", "ai.onnx"}
+STANDARD_DOMAINS = {*KNOWN_DOMAINS, "ai.onnx.ml"}  # tf2onnx and ORT's quantizer declare ai.onnx.ml without using it
+RESHAPES = {"Flatten", "Reshape", "Squeeze", "Identity"}  # between a classifier's Softmax and its output
 MAX_ELEMENTS = 1 << 34  # no image model has a tensor with 16 G elements: such a dim is hostile
 MAX_TENSOR_ELEMENTS = 1 << 31  # graph inputs, outputs and value_info: 8 GB of float32 per tensor at most
 INFER_ELEMENTS = 1024  # shape inference reads constants (shapes, axes, pads); bigger tensors are weights
@@ -61,17 +63,21 @@ def opset_version(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in KNOWN_DOMAINS), 0)
 
 
-def load_model(source: str | os.PathLike | onnx.ModelProto | Model) -> Model:
-    """Read, validate and normalize an image model; every error is a one-line ModelError."""
+def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: tuple[int, int] | None = None) -> Model:
+    """Read, validate and normalize an image model; every error is a one-line ModelError.
+
+    `input_size` (H, W) fixes a dynamic height and width, so that shapes, and with them layers, are known."""
     if isinstance(source, Model):
         return source
-    proto, name = read_model(source)
+    proto, name = read_model(source, input_size)
     image, shape, layout = _find_image_input(proto, name)
     score, logits = find_score_output(proto, name)
+    score, logits = (_as_matrix(proto, t, name) for t in (score, logits))
     return Model(proto, image, shape, layout, score, logits, name)
 
 
-def read_model(source: str | os.PathLike | onnx.ModelProto | Model) -> tuple[onnx.ModelProto, str]:
+def read_model(source: str | os.PathLike | onnx.ModelProto | Model,
+               input_size: tuple[int, int] | None = None) -> tuple[onnx.ModelProto, str]:
     """Any ONNX graph, validated and normalized, with a name for error messages."""
     if isinstance(source, Model):
         return source.proto, source.source
@@ -81,6 +87,9 @@ def read_model(source: str | os.PathLike | onnx.ModelProto | Model) -> tuple[onn
         proto, name, folder = _read(Path(source)), str(source), Path(source).resolve().parent
     _check_text(proto, name)
     _load_external(proto, folder, name)
+    _tidy(proto)
+    if input_size is not None:
+        _fix_input_size(proto, input_size, name)
     _check(proto, name)
     _check_value_dims(_infer_shapes(proto), name)  # sizes that only inference knows (Expand, Tile, Resize...)
     proto = normalize(proto)
@@ -170,11 +179,48 @@ def _check_text(proto: onnx.ModelProto, name: str) -> None:
                 stack.extend(value if repeated else [value])
 
 
+def _tidy(proto: onnx.ModelProto) -> None:
+    """What exporters write that means something simpler: opset imports no node uses, initializers listed as graph
+    inputs (IR 3: constants unless fed, and onnxcam never feeds them), and dim_value −1 for an unknown dim."""
+    used = {n.domain for n in _all_nodes(proto.graph)} | KNOWN_DOMAINS
+    kept = [o for o in proto.opset_import if o.domain in used]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+    g = proto.graph
+    constants = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in constants]
+    del g.input[:]
+    g.input.extend(inputs)
+    for vi in [*g.input, *g.output, *g.value_info]:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value == -1:
+                d.Clear()
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                yield from _all_nodes(sub)
+
+
+def _fix_input_size(proto: onnx.ModelProto, size: tuple[int, int], name: str) -> None:
+    image, _, layout = _find_image_input(proto, name)
+    dims = next(i for i in proto.graph.input if i.name == image).type.tensor_type.shape.dim
+    spatial = [dims[2], dims[3]] if layout == "NCHW" else [dims[1], dims[2]]
+    for d, value in zip(spatial, size):
+        if d.HasField("dim_value") and d.dim_value != value:
+            raise ModelError(f"{name}: input size {tuple(size)} does not match the model's fixed "
+                             f"{tuple(x.dim_value for x in spatial)}; leave the size out or use the model's")
+        d.dim_value = int(value)
+
+
 def _check(proto: onnx.ModelProto, name: str) -> None:
-    for o in proto.opset_import:
-        if o.domain not in KNOWN_DOMAINS:
+    for node in _all_nodes(proto.graph):
+        if node.domain not in STANDARD_DOMAINS:
             raise ModelError(
-                f"{name}: uses custom-op domain {o.domain!r}, which onnxcam does not know; "
+                f"{name}: node {_label(node)} uses custom-op domain {node.domain!r}, which onnxcam does not know; "
                 "export the model with standard ONNX ops only"
             )
     for t in proto.graph.initializer:
@@ -421,12 +467,36 @@ def _layout(dims: tuple) -> str:
 
 
 def find_score_output(proto: onnx.ModelProto, name: str) -> tuple[str, str]:
+    """(the first float output, its pre-softmax tensor): a final Softmax is found through Flatten/Reshape/Squeeze."""
+    producers = {o: n for n in proto.graph.node for o in n.output}
     for out in proto.graph.output:
         if out.type.tensor_type.elem_type in FLOAT_TYPES:
-            producer = next((n for n in proto.graph.node if out.name in n.output), None)
-            logits = producer.input[0] if producer is not None and producer.op_type == "Softmax" else out.name
-            return out.name, logits
+            t = out.name
+            while t in producers and producers[t].op_type in RESHAPES:
+                t = producers[t].input[0]
+            is_prob = t in producers and producers[t].op_type == "Softmax"
+            return out.name, producers[t].input[0] if is_prob else out.name
     raise ModelError(f"{name}: the model has no float output to explain")
+
+
+def _as_matrix(proto: onnx.ModelProto, tensor: str, name: str) -> str:
+    """A class-score tensor as (N, classes): Caffe-style (N, C, 1, 1) heads get a Flatten; other shapes are refused."""
+    vi = next((v for v in [*proto.graph.value_info, *proto.graph.output] if v.name == tensor), None)
+    if vi is None or not vi.type.tensor_type.HasField("shape"):
+        return tensor  # rank unknown: the engine checks the scores it gets
+    shape = _shape(vi)
+    if len(shape) == 2:
+        return tensor
+    if len(shape) > 2 and all(d == 1 for d in shape[2:]):
+        flat = f"{tensor}_onnxcam_2d"
+        if flat not in {o for n in proto.graph.node for o in n.output}:
+            proto.graph.node.append(helper.make_node("Flatten", [tensor], [flat], axis=1, name=flat))
+            proto.graph.value_info.append(helper.make_tensor_value_info(flat, vi.type.tensor_type.elem_type, shape[:2]))
+        return flat
+    raise ModelError(
+        f"{name}: output {tensor!r} has shape {shape}, not (N, classes); onnxcam explains class scores. For a detector "
+        "or segmenter, re-export it with the class-score tensor as the first output (the one onnxcam explains)"
+    )
 
 
 def initializer_value(proto: onnx.ModelProto, tensor: str) -> np.ndarray | None:

@@ -17,6 +17,7 @@ The torchvision models carry seeded random weights (tests/zoo.py); inputs are th
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 from dataclasses import dataclass
@@ -121,6 +122,14 @@ def check_export(subject: Subject) -> Subject:
 
 def rel(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
+
+
+def assert_r_matches(got: onnxcam.Explanation, r32: np.ndarray, r64: np.ndarray) -> None:
+    """RSI's R against torch in float64, within CAM_RTOL or what torch's own float32 reaches: on the demo's ReLU6
+    head a pre-activation within float32 noise of a kink moves torch float32's R by up to ~3e-4 of max."""
+    err, own = rel(got.extras["R"], r64), rel(r32, r64)
+    print(f"\nR vs torch float64: max rel err {err:.1e} (torch float32: {own:.1e})")
+    assert err <= max(CAM_RTOL, own)
 
 
 # --- the models: exported once per session (tests/zoo.py), built once per module -------------------------------------
@@ -247,8 +256,8 @@ def test_matches_pytorch_grad_cam(request, name, targets):
 # --- 2. path methods: a torch implementation of methods.md, and Captum ------------------------------------------------
 
 def path_rows(x: np.ndarray, base: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """(N, S, ...) inputs x' + α(x − x') for every image and α, in float32."""
-    a = alphas.astype(np.float32).reshape(1, -1, *([1] * (x.ndim - 1)))
+    """(N, S, ...) inputs x' + α(x − x') for every image and α, in x's dtype."""
+    a = alphas.astype(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1)))
     return base[:, None] + a * (x - base)[:, None]
 
 
@@ -277,16 +286,23 @@ def torch_layer_grads(model, module, rows: np.ndarray, targets, score: str, chun
     return np.stack(acts), np.stack(grads), np.stack(scores)
 
 
-def torch_rsi(s: Subject, targets, steps: int, baseline, score="prob", grad_relu=True, rule="trapezoid"):
+def torch_rsi(s: Subject, targets, steps: int, baseline, score="prob", grad_relu=True, rule="trapezoid",
+              dtype=np.float32):
     """methods.md RSI-Grad-CAM: α_i = i/m (i = 0..m), R = Σ ½(G_{i−1} + G_i)(A_i − A_{i−1}), w_k = mean_ij R^k,
-    L = ReLU(mean_k w_k A^k(x)). Returns L, R, score(x') and score(x)."""
-    base = np.broadcast_to(np.asarray(baseline, np.float32), s.x.shape)
-    a, g, y = torch_layer_grads(s.torch, s.module, path_rows(s.x, base, np.linspace(0.0, 1.0, steps + 1)), targets, score)
+    L = ReLU(mean_k w_k A^k(x)). Returns L, R, score(x') and score(x); dtype=np.float64 runs a float64 copy."""
+    model, module = s.torch, s.module
+    if dtype == np.float64:
+        name = next(n for n, m in s.torch.named_modules() if m is s.module)
+        model = copy.deepcopy(s.torch).double()
+        module = model.get_submodule(name)
+    x = s.x.astype(dtype)
+    base = np.broadcast_to(np.asarray(baseline, dtype), x.shape)
+    a, g, y = torch_layer_grads(model, module, path_rows(x, base, np.linspace(0.0, 1.0, steps + 1)), targets, score)
     if grad_relu:
         g = np.maximum(g, 0)
     left = g[:, :-1] if rule == "left" else 0.5 * (g[:, :-1] + g[:, 1:])
     r = (left * np.diff(a, axis=1)).sum(axis=1)
-    (a_x,), _, _ = torch_layer_grads(s.torch, s.module, s.x[None], [targets[0]], score)  # A(x): any target
+    (a_x,), _, _ = torch_layer_grads(model, module, x[None], [targets[0]], score)  # A(x): any target
     w = r.mean(axis=(2, 3))
     cam = np.maximum(np.einsum("nk,nkhw->nhw", w, a_x) / a_x.shape[1], 0)
     return cam, r, y[:, 0], y[:, -1]
@@ -350,7 +366,7 @@ def test_rsi_gradcam_matches_torch_other_layers(request, where):
     got = s.explain("rsi-gradcam", target=None, steps=8, baseline=black)
     cam, r, _, _ = torch_rsi(s, got.target, 8, black)
     assert_cam_matches(got, cam, f"rsi-gradcam {where} steps 8")
-    assert rel(got.extras["R"], r) <= CAM_RTOL
+    assert_r_matches(got, r, torch_rsi(s, got.target, 8, black, dtype=np.float64)[1])
 
 
 @pytest.mark.parametrize("options", [dict(), dict(grad_relu=False, score="logit"), dict(rule="left", baseline=-1.0)],
@@ -363,7 +379,7 @@ def test_rsi_gradcam_matches_torch_demo(demo, options):
     ref_options = dict(score="prob", grad_relu=True, rule="trapezoid", baseline=-1.0) | options  # demo black = -1
     cam, r, y0, y1 = torch_rsi(s, got.target, steps, **ref_options)
     assert_cam_matches(got, cam, f"rsi-gradcam demo {options or 'defaults, 50 steps'}")
-    assert rel(got.extras["R"], r) <= CAM_RTOL
+    assert_r_matches(got, r, torch_rsi(s, got.target, steps, **ref_options, dtype=np.float64)[1])
     np.testing.assert_allclose(got.extras["score_delta"], y1 - y0, rtol=1e-4, atol=1e-6)
 
 

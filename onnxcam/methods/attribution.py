@@ -8,7 +8,7 @@ from ..autodiff import grad_name
 from ..engine import Explanation
 from ..errors import OnnxcamError
 from . import method
-from .common import baseline_like, batch_rows, forward_top1, normalize_maps, positive_int, score_of
+from .common import baseline_like, batch_rows, constant_maps, forward_top1, normalize_maps, positive_int, score_of
 from .path import interpolate
 from .smooth import noise
 
@@ -55,7 +55,7 @@ def attribution_explanation(ex, name, attribution, logits, targets, reduce="sum"
     magnitude = np.abs(attribution)
     axis = channel_axis(ex)
     pixel = magnitude.sum(axis=axis) if reduce == "sum" else magnitude.max(axis=axis)
-    if (np.ptp(pixel.reshape(len(pixel), -1), axis=1) == 0).any():
+    if constant_maps(pixel):
         raise OnnxcamError(f"{name} attribution is constant (zero gradient) for an image; try another target or method")
     return Explanation(method=name, heatmap=normalize_maps(pixel).astype(np.float32), logits=logits, target=targets,
                        attribution=attribution.astype(np.float32), **extra)

@@ -11,6 +11,8 @@ from ..layers import Layer
 from ..opencv import cv2
 
 MAX_STEPS = 100_000
+EPS = 1e-7  # pytorch-grad-cam's min-max epsilon, for maps of range >= 1
+FLAT = 1e-6  # a range below this fraction of the map's magnitude is float32 round-off (a few ulps)
 
 
 def to_grid(t: np.ndarray, layer: Layer) -> np.ndarray:
@@ -68,17 +70,27 @@ def baseline_like(baseline, x: np.ndarray, model=None) -> np.ndarray:
 
 
 def normalize_maps(cam: np.ndarray) -> np.ndarray:
-    """Per image (cam − min) / (max − min + 1e-7), pytorch-grad-cam's scale_cam_image order."""
+    """Per image (cam − min) / (max − min + ε), pytorch-grad-cam's scale_cam_image order, with its ε = 1e-7 scaled
+    down for maps whose range is below 1: fp16 models and saturated softmax scores give tiny but real maps."""
     low = cam.min(axis=(1, 2), keepdims=True)
-    return (cam - low) / (1e-7 + (cam - low).max(axis=(1, 2), keepdims=True))
+    span = (cam - low).max(axis=(1, 2), keepdims=True)
+    return (cam - low) / (span + EPS * np.clip(span, np.finfo(np.float32).tiny, 1))
+
+
+def constant_maps(maps: np.ndarray) -> list[int]:
+    """Images whose map is not finite or flat within float32 round-off of its own scale (no gradient signal)."""
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    finite = np.isfinite(flat).all(axis=1)
+    scale = np.abs(np.where(np.isfinite(flat), flat, 0)).max(axis=1)
+    return [i for i in range(len(flat)) if not finite[i] or np.ptp(flat[i]) <= FLAT * scale[i]]
 
 
 def heatmaps(cam: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
     """Normalize, resize (OpenCV INTER_LINEAR) to the input's (H, W), normalize again; a constant map is an error.
 
     The second normalization is pytorch-grad-cam's (BaseCAM.aggregate_multi_layers rescales the resized map even
-    for one layer): it restores max = 1 lost to interpolation and to the absolute 1e-7 of tiny-valued maps."""
-    flat = [i for i in range(len(cam)) if not np.isfinite(cam[i]).all() or np.ptp(cam[i]) == 0]
+    for one layer): it restores max = 1 lost to interpolation."""
+    flat = constant_maps(cam)
     if flat:
         why = "not finite" if not np.isfinite(cam[flat[0]]).all() else "no signal"
         raise OnnxcamError(
