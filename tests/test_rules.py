@@ -228,6 +228,8 @@ CASES = [
     Case("Clip", [rand(3, 4), floats(-0.5), floats(0.4)], const=(1, 2), id="Clip-min-max"),
     Case("Clip", [rand(3, 4), None, floats(0.3)], const=(2,), id="Clip-max-only"),
     Case("Clip", [rand(3, 4)], id="Clip-no-bounds"),
+    Case("Clip", [rand(3, 4), floats(-0.45), floats(0.35)], id="Clip-tensor-bounds-wrt"),
+    Case("Clip", [rand(3, 4), None, floats(0.35)], id="Clip-max-wrt"),
     Case("Sigmoid", [rand(3, 4)]),
     Case("HardSigmoid", [rand(3, 4, low=-4, high=4)], dict(alpha=0.3, beta=0.4)),
     Case("HardSwish", [rand(3, 5, low=-5, high=5)]),

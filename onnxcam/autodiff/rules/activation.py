@@ -53,16 +53,25 @@ def prelu(b, n, dy):
 
 @rule("Clip")
 def clip(b, n, dy):
-    """Strict mask min < x < max, as torch's clamp/hardtanh backward."""
+    """Strict mask min < x < max, as torch's clamp/hardtanh backward; bounds computed in the graph (scalars) get the
+    sum of dY where they won: x ≤ min for min, x ≥ max (and x > min) for max."""
     x, lo, hi = n.input(0), n.input(1), n.input(2)
     lo = lo or (b.const(n.attrs["min"], like=x) if "min" in n.attrs else None)
     hi = hi or (b.const(n.attrs["max"], like=x) if "max" in n.attrs else None)
-    conds = [b.op("Greater", x, lo)] if lo else []
-    conds += [b.op("Less", x, hi)] if hi else []
+    above = b.op("Greater", x, lo) if lo else None
+    below = b.op("Less", x, hi) if hi else None
+    conds = [c for c in (above, below) if c]
     if not conds:
         return [dy[0]]
     cond = conds[0] if len(conds) == 1 else b.op("And", *conds)
-    return [_mask(b, cond, dy[0], x)]
+    zero, y = b.const(0, like=x), n.outputs[0]
+    dlo = dhi = None
+    if n.input(1) and n.needs[1]:
+        dlo = b.unbroadcast(b.op("Where", above, zero, dy[0]), lo, y)
+    if n.input(2) and n.needs[2]:
+        won = b.op("Not", below) if not above else b.op("And", above, b.op("Not", below))
+        dhi = b.unbroadcast(b.op("Where", won, dy[0], zero), hi, y)
+    return [_mask(b, cond, dy[0], x) if n.needs[0] else None, dlo, dhi]
 
 
 @rule("Sigmoid")
