@@ -21,3 +21,7 @@ __all__ += ["Explainer", "Explanation"]
 from .export import export  # noqa: E402  (shadows the submodule: use `from onnxcam.export import ...` for the rest)
 
 __all__ += ["export"]
+
+from .check import check  # noqa: E402  (shadows the submodule, as export does)
+
+__all__ += ["check"]

@@ -102,6 +102,39 @@ def info(model):
     click.echo(f"execution providers working here: {', '.join(working_providers())}")
 
 
+@main.command("check")
+@MODEL
+@click.option("--size", type=click.IntRange(1, MAX_SIDE), default=None,
+              help="Input side length for models with a dynamic input size.")
+@click.option("--directions", type=click.IntRange(1, 64), default=3, show_default=True,
+              help="Random directions per finite-difference check.")
+def check_command(model, size, directions):
+    """What onnxcam can do with MODEL, and its gradients against float64 finite differences; exit 1 when one is off.
+
+    Example: onnxcam check models/efficientnet_lite0.onnx
+    """
+    from .check import check
+
+    r = check(model, _input_size(size), directions=directions)
+    click.echo(f"model: {r.model}")
+    click.echo(f"image input: {r.image_input} {list(r.input_shape)} ({r.layout}); explained score: {r.score}")
+    click.echo(f"layers: {len(r.layers)} candidates, auto = {r.auto_layer}")
+    click.echo("ops without gradient rules: "
+               + (", ".join(f"{op} ({node})" for op, node in r.unsupported) if r.unsupported else "none"))
+    click.echo("methods:")
+    for name, error in r.methods.items():
+        click.echo(f"  {name:<20} {'ok' if error is None else 'fails: ' + error}")
+    if r.skipped:
+        click.echo(f"gradient check: skipped ({r.skipped})")
+    else:
+        click.echo(f"gradient check ({r.gradients[0].oracle} central differences, {directions} random directions):")
+        click.echo(f"  {'tensor':<40} {'max rel err':>12} {'tolerance':>10}  result")
+        for g in r.gradients:
+            click.echo(f"  {g.wrt[:40]:<40} {g.error:>12.1e} {g.tolerance:>10.0e}  {'pass' if g.passed else 'FAIL'}")
+    if not r.ok:
+        raise click.exceptions.Exit(1)
+
+
 def _is_file(path: str) -> bool:
     return Path(path).is_file()
 

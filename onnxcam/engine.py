@@ -53,9 +53,11 @@ class Graph:
     def __init__(self, proto: onnx.ModelProto, device: str, inputs: str):
         self.session = make_session(proto, device)
         self.input = inputs
-        dim = self.session.get_inputs()[0].shape[0]
+        image = next(i for i in self.session.get_inputs() if i.name == inputs)
+        dim = image.shape[0]
         self.static_batch = dim if isinstance(dim, int) else 0
         self.takes_target = TARGET in {i.name for i in self.session.get_inputs()}
+        self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32
 
     def stream(self, make_rows, n_rows: int, targets: np.ndarray, batch_size: int, outputs: list[str]) -> Iterator[Pass]:
         """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily."""
@@ -65,9 +67,10 @@ class Graph:
             feed = np.ascontiguousarray(make_rows(rows), dtype=np.float32)
             padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch else rows
             image = feed[np.searchsorted(rows, padded)]  # a fixed-batch model gets its last chunk padded
+            image = image.astype(self.dtype, copy=False)
             feeds = {self.input: image, TARGET: targets[padded].astype(np.int64)} if self.takes_target else {self.input: image}
             try:
-                result = [r[: len(rows)] for r in self.session.run([LOGITS, *outputs], feeds)]
+                result = [_wide(r[: len(rows)]) for r in self.session.run([LOGITS, *outputs], feeds)]
             except ORT_ERRORS as e:  # a model that loads but cannot run (a hostile Reshape, a bad attribute)
                 raise OnnxcamError(f"ONNX Runtime failed running the model: {ort_message(e)}") from None
             if not np.isfinite(result[0]).all():
@@ -148,6 +151,11 @@ class Explainer:
                 dim = vi.type.tensor_type.shape.dim[-1]
                 return dim.dim_value if dim.HasField("dim_value") else None
         return None
+
+
+def _wide(a: np.ndarray) -> np.ndarray:
+    """fp16/bf16 results in float32: the methods' sums and products keep their precision."""
+    return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype.itemsize < 4 else a
 
 
 def _tail_model(model: Model, layer: str) -> Model:

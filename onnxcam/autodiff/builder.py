@@ -307,3 +307,10 @@ def _on_path(nodes: list[Node], output: str, live: set[str]) -> list[Node]:
             wanted.update(i for i in node.inputs if i in live)
             path.append(node)
     return path[::-1]
+
+
+def unsupported_ops(proto: onnx.ModelProto, wrt: list[str], output: str) -> list[tuple[str, str]]:
+    """(op type, node name) of every node on the gradient path that has no rule (the sweep stops at the first)."""
+    b = Builder(proto)
+    nodes = [Node.of(n) for n in proto.graph.node]
+    return [(n.op, n.name) for n in _on_path(nodes, output, _depends_on(nodes, set(wrt), b)) if n.op not in RULES]
