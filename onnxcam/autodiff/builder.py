@@ -221,13 +221,13 @@ def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str) -> onnx
         if b.types[name] in LOW_PRECISION:
             grads[name] = b.op("Cast", grads[name], to=b.types[name])
     nodes = _live_nodes(b.nodes, set(grads.values()))
-    used = {i for n in nodes for i in n.input}
+    used, made = {i for n in nodes for i in n.input}, {o for n in nodes for o in n.output}
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     g = out.graph
     g.node.extend(nodes)
     g.initializer.extend(t for t in b.initializers if t.name in used)
-    g.value_info.extend(b.declared)
+    g.value_info.extend(v for v in b.declared if v.name in made)
     g.input.append(_value_info(GRAD_SEED, b, output))
     for name in wrt:
         g.node.append(helper.make_node("Identity", [grads[name]], [grad_name(name)], name=grad_name(name)))
