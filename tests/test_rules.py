@@ -373,6 +373,13 @@ CASES = [
          id="Resize-nhwc-linear"),
     Case("Resize", [rand(1, 2, 3, 2), None, scales(1, 2, 1, 1.5)], dict(mode="nearest"), const=(2,),
          id="Resize-channels-nearest"),
+    # input sizes unknown to shape inference: the probes are built at run time
+    Case("Resize", [rand(1, 2, 3, 4), None, scales(1, 1, 2, 1.5)], dict(mode="linear"), const=(2,), symbolic=True,
+         id="Resize-symbolic-scales"),
+    Case("Resize", [rand(1, 2, 3, 4), None, None, ints(1, 2, 5, 2)], dict(mode="cubic"), symbolic=True,
+         id="Resize-symbolic-sizes"),
+    Case("Resize", [rand(1, 2, 3, 4), None, None, ints(4, 7)], dict(mode="nearest", axes=[2, 3]), symbolic=True,
+         id="Resize-symbolic-axes"),
     # tf_half_pixel_for_nn (opset 11-12 only): onnx's reference lacks it; Resize is linear in X, so eps can be large
     *[
         Case("Resize", [rand(1, 2, 3, 4), floats(), scales(1, 1, 2, 1.5)],
@@ -628,3 +635,44 @@ def test_integer_kernel_on_the_path_names_the_op():
                                     numpy_helper.from_array(np.ones((3, 2), np.uint8), "w")])
     with pytest.raises(onnxcam.UnsupportedOpError, match="'MatMulInteger'.*'the_matmul'"):
         onnxcam.gradient_model(model, wrt="x", output="y")
+
+
+def test_resize_to_sizes_computed_at_run_time():
+    """A segmentation head's upsampling to Concat(Shape(x)[:2], [H, W]) on an input of unknown sizes: shape inference
+    still shows N and C unchanged, and the interpolation matrices are probed at run time."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], end=2),
+        helper.make_node("Concat", ["shape", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear"),
+    ]
+
+    def build(dtype):
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, ["n", 2, "h", "w"])],
+                                  [helper.make_tensor_value_info("y", elem, [None] * 4)],
+                                  [numpy_helper.from_array(ints(5, 7), "hw")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        return model
+
+    check_model(build, {"x": rand(2, 2, 3, 4)}, "Resize-run-time-sizes")
+
+
+def test_resize_of_the_batch_by_run_time_sizes_fails_at_run_time():
+    """Run-time sizes are assumed to keep the batch; a Reshape to X's shape stops the gradient if they did not."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], end=2),
+        helper.make_node("Mul", ["shape", "twice"], ["sizes01"]),
+        helper.make_node("Concat", ["sizes01", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F32, ["n", 2, "h", "w"])],
+                              [helper.make_tensor_value_info("y", F32, [None] * 4)],
+                              [numpy_helper.from_array(ints(2, 1), "twice"), numpy_helper.from_array(ints(3, 3), "hw")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    session = ort.InferenceSession(onnxcam.gradient_model(model, wrt="x", output="y").SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x = rand(1, 2, 3, 3).astype(np.float32)
+    with pytest.raises(Exception, match="Reshape"):
+        session.run(None, {"x": x, "grad_seed": np.ones((2, 2, 3, 3), np.float32)})
