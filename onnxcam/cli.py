@@ -317,7 +317,7 @@ def _method_options(name: str) -> list[str]:
     return list(inspect.signature(f).parameters) if f else []
 
 
-# ---------------------------------------------------------------- export (issue 7)
+# ---------------------------------------------------------------- export
 
 
 def _export_methods() -> tuple[str, ...]:
@@ -374,7 +374,7 @@ def export_command(model, method, layer, steps, samples, sigma, seed, score, bas
         click.echo(f"wrote Triton model {entry}/ (config.pbtxt, 1/model.onnx)")
 
 
-# ---------------------------------------------------------------- evaluate (issue 6)
+# ---------------------------------------------------------------- evaluate
 
 
 @main.command("evaluate")
