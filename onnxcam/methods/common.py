@@ -123,14 +123,21 @@ def layer_stream(ex, layer: Layer, score: str, make_rows, n_rows: int, targets, 
         yield p.rows, p.logits, p.outputs[names[0]], p.outputs[names[1]]
 
 
-def layer_pass(ex, x: np.ndarray, targets: np.ndarray, layer: Layer, score: str, batch_size=None, grid: bool = True):
-    """One forward + partial backward per image: logits, targets, A and ∂score/∂A (as grids by default)."""
+def layer_pass(ex, x: np.ndarray, targets: np.ndarray, layer: Layer, score: str, batch_size=None):
+    """One forward + partial backward per image: logits, targets, and A and ∂score/∂A as grids."""
     chunks = list(layer_stream(ex, layer, score, lambda rows: x[rows], len(x), targets, batch_size))
     logits, acts, grads = (np.concatenate([c[k] for c in chunks]) for k in (1, 2, 3))
-    chosen = np.where(targets < 0, logits.argmax(-1), targets)
-    if grid:
-        acts, grads = to_grid(acts, layer), to_grid(grads, layer)
-    return logits, chosen, acts, grads
+    return logits, np.where(targets < 0, logits.argmax(-1), targets), to_grid(acts, layer), to_grid(grads, layer)
+
+
+def layer_forward(ex, x: np.ndarray, targets: np.ndarray, layer: Layer, batch_size=None, grid: bool = True):
+    """Forward rows only: logits, the explained class (top-1 where the target is −1) and A, for path and noise
+    methods, whose own rows bring every gradient they need."""
+    graph = ex.graph((), "logit", expose=(layer.name,))
+    chunks = list(graph.stream(lambda rows: x[rows], len(x), targets, batch_rows(batch_size), [layer.name]))
+    logits = np.concatenate([p.logits for p in chunks])
+    acts = np.concatenate([p.outputs[layer.name] for p in chunks])
+    return logits, np.where(targets < 0, logits.argmax(-1), targets), to_grid(acts, layer) if grid else acts
 
 
 def forward_top1(ex, x: np.ndarray, targets: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from .common import (
     baseline_like,
     batch_rows,
     cam_explanation,
-    layer_pass,
+    layer_forward,
     layer_stream,
     positive_int,
     score_of,
@@ -43,14 +43,14 @@ def rsi_gradcam(
     if path not in ("input", "activation") or rule not in ("trapezoid", "left"):
         raise OnnxcamError(f"path must be 'input' or 'activation' and rule 'trapezoid' or 'left'; got {path!r}, {rule!r}")
     base = baseline_like(baseline, x, ex.model)
-    logits, chosen, acts, _ = layer_pass(ex, x, targets, layer, score, batch_size, grid=False)
+    logits, chosen, acts = layer_forward(ex, x, targets, layer, batch_size, grid=False)
     alphas = np.linspace(0.0, 1.0, m + 1)
     n, s = len(x), m + 1
     rows = np.repeat(chosen, s)
     if path == "input":
         stream = layer_stream(ex, layer, score, interpolate(x, base, alphas), n * s, rows, batch_size)
     else:
-        _, _, base_acts, _ = layer_pass(ex, base, chosen, layer, score, batch_size, grid=False)
+        _, _, base_acts = layer_forward(ex, base, chosen, layer, batch_size, grid=False)
         graph = ex.graph((layer.name,), score, tail=layer.name)
         stream = (
             (p.rows, p.logits, p.feed, p.outputs[grad_name(layer.name)])
@@ -78,8 +78,9 @@ def rsi_gradcam(
     weights = r.mean(axis=(2, 3))
     cam = relu(np.einsum("nk,nkhw->nhw", weights, grid) / grid.shape[1])
     gap = total.sum(axis=(1, 2, 3)) - (y1 - y0)
+    rows = {"gradient": n * s, "forward": n * (2 if path == "activation" else 1)}
     return cam_explanation(ex, "rsi-gradcam", layer, cam, logits, chosen, completeness_gap=gap,
-                           extras={"score_delta": y1 - y0, "path": path, "steps": m, "R": r})
+                           extras={"score_delta": y1 - y0, "path": path, "steps": m, "R": r, "rows": rows})
 
 
 @method("integrated-gradcam")
@@ -88,7 +89,7 @@ def integrated_gradcam(ex, x, targets, layer, steps: int = 50, baseline=0.0, sco
     """L = Σ_{m<M} ReLU(Σ_k A^k(x_m) · mean_ij ∂y/∂A^k_ij(x_m)), x_m = x' + (m/M)(x − x') (left Riemann sum)."""
     m = positive_int("steps", steps)
     base = baseline_like(baseline, x, ex.model)
-    logits, chosen, acts, _ = layer_pass(ex, x, targets, layer, score, batch_size)
+    logits, chosen, acts = layer_forward(ex, x, targets, layer, batch_size)
     total = np.zeros((len(x), *acts.shape[2:]), np.float64)
     alphas = np.arange(m) / m
     stream = layer_stream(ex, layer, score, interpolate(x, base, alphas), len(x) * m, np.repeat(chosen, m), batch_size)
@@ -96,4 +97,5 @@ def integrated_gradcam(ex, x, targets, layer, steps: int = 50, baseline=0.0, sco
         a, g = to_grid(a, layer), to_grid(g, layer)
         step_maps = relu(np.einsum("nk,nkhw->nhw", g.mean(axis=(2, 3)), a))
         np.add.at(total, rows // m, step_maps)
-    return cam_explanation(ex, "integrated-gradcam", layer, total, logits, chosen)
+    return cam_explanation(ex, "integrated-gradcam", layer, total, logits, chosen,
+                           extras={"rows": {"gradient": len(x) * m, "forward": len(x)}})

@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import OnnxcamError
 from . import method
 from .cam import relu
-from .common import cam_explanation, layer_pass, layer_stream, positive_int, to_grid
+from .common import cam_explanation, layer_forward, layer_stream, positive_int, to_grid
 
 
 def noise(seed: int, image: int, sample: int, shape: tuple) -> np.ndarray:
@@ -24,7 +24,7 @@ def smooth_gradcam_pp(ex, x, targets, layer, samples: int = 25, sigma: float = 0
     n_samples = positive_int("samples", samples)
     if not np.isfinite(sigma) or sigma < 0:
         raise OnnxcamError(f"sigma must be a finite number >= 0 (a fraction of the input range); got {sigma!r}")
-    logits, chosen, acts, _ = layer_pass(ex, x, targets, layer, score, batch_size)
+    logits, chosen, acts = layer_forward(ex, x, targets, layer, batch_size)
     spread = sigma * (x.reshape(len(x), -1).max(1) - x.reshape(len(x), -1).min(1))
 
     def rows(r):
@@ -55,4 +55,5 @@ def smooth_gradcam_pp(ex, x, targets, layer, samples: int = 25, sigma: float = 0
             raise OnnxcamError(f"channels must be indices in 0..{acts.shape[1] - 1}; got {channels!r}") from None
         weights = weights * keep
     cam = relu(np.einsum("nk,nkhw->nhw", weights, acts))
-    return cam_explanation(ex, "smooth-gradcam++", layer, cam, logits, chosen)
+    return cam_explanation(ex, "smooth-gradcam++", layer, cam, logits, chosen,
+                           extras={"rows": {"gradient": len(x) * n_samples, "forward": len(x)}})
