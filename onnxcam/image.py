@@ -41,23 +41,54 @@ class Preprocessing:
         return (x.transpose(2, 0, 1) if self.layout == "NCHW" else x), view
 
 
+def model_preprocessing(model, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                        layout: str | None = None) -> Preprocessing:
+    """How `onnxcam explain` and `onnxcam serve` prepare photos for `model` (an onnxcam.Model): the given mean/std,
+    else the model's onnxcam.mean/onnxcam.std metadata, else ImageNet's."""
+    props = {p.key: p.value for p in model.proto.metadata_props}
+    mean = mean or _metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
+    std = std or _metadata_floats(props, "onnxcam.std") or IMAGENET_STD
+    if not all(1e-6 <= s <= 1e6 for s in std):
+        raise OnnxcamError(f"--std must be in 1e-6..1e6 (images are scaled to 0..1); got {std}")
+    if not all(abs(v) <= 1e6 for v in mean):
+        raise OnnxcamError(f"--mean must be in -1e6..1e6 (images are scaled to 0..1); got {mean}")
+    return Preprocessing(model.image_size, mean, std, layout or model.layout)
+
+
+def _metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
+    if props.get(key) is None:
+        return None
+    try:
+        values = tuple(float(v) for v in props[key].replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 3) or not all(np.isfinite(values)):
+        raise OnnxcamError(f"the model's metadata {key}={props[key][:40]!r} is not 1 or 3 finite numbers; "
+                           f"give --{key.split('.')[1]}")
+    return values
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise OnnxcamError(f"image not found: {p}")
-    data = p.read_bytes()
+    return decode_rgb(p.read_bytes(), str(p))
+
+
+def decode_rgb(data: bytes, name: str) -> np.ndarray:
+    """RGB uint8 from an encoded image file, with the header's pixel count checked before decoding (files and requests)."""
     if not data:
-        raise OnnxcamError(f"image {p} is empty")
+        raise OnnxcamError(f"image {name} is empty")
     size = declared_size(data)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise OnnxcamError(f"image {p} declares {size[0]}x{size[1]} pixels, more than {MAX_PIXELS}; "
+        raise OnnxcamError(f"image {name} declares {size[0]}x{size[1]} pixels, more than {MAX_PIXELS}; "
                            "downscale it first")
     try:  # IMREAD_COLOR: grayscale becomes RGB, an alpha channel is dropped, 16-bit becomes 8-bit
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:  # formats whose header onnxcam does not read still meet OpenCV's own cap (2^30 pixels)
-        raise OnnxcamError(f"cannot read image {p}: too many pixels or a corrupt header") from None
+        raise OnnxcamError(f"cannot read image {name}: too many pixels or a corrupt header") from None
     if bgr is None or bgr.size == 0:
-        raise OnnxcamError(f"cannot read image {p} (not an image OpenCV can decode)")
+        raise OnnxcamError(f"cannot read image {name} (not an image OpenCV can decode)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
