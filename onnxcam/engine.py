@@ -50,8 +50,8 @@ class Pass:
 class Graph:
     """A session over one explainer graph; `static_batch` > 0 when the model's batch cannot vary."""
 
-    def __init__(self, proto: onnx.ModelProto, device: str, inputs: str):
-        self.session = make_session(proto, device)
+    def __init__(self, proto: onnx.ModelProto, device: str, inputs: str, threads: int = 0):
+        self.session = make_session(proto, device, threads)
         self.input = inputs
         image = next(i for i in self.session.get_inputs() if i.name == inputs)
         dim = image.shape[0]
@@ -85,9 +85,12 @@ class Graph:
 class Explainer:
     """Explains one model; graphs and sessions are built on first use and shared by threads."""
 
-    def __init__(self, model, layer: str = "auto", device: str = "auto", input_size: tuple[int, int] | None = None):
+    def __init__(self, model, layer: str = "auto", device: str = "auto", input_size: tuple[int, int] | None = None,
+                 threads: int = 0):
+        """`threads`: ONNX Runtime's intra-op threads per session (0: one per core); workers sharing a machine set 1."""
         self.model: Model = load_model(model, input_size)
         self.device = device
+        self.threads = threads
         self.layer: Layer = resolve_layer(self.model, layer)
         self._graphs: dict[tuple, Graph] = {}
         self._lock = threading.Lock()
@@ -105,7 +108,7 @@ class Explainer:
             if key not in self._graphs:
                 model = self.model if tail is None else _tail_model(self.model, tail)
                 proto = explainer_graph(model, list(wrt), score, expose) if wrt else forward_graph(model, expose)
-                self._graphs[key] = Graph(proto, self.device, model.image_input)
+                self._graphs[key] = Graph(proto, self.device, model.image_input, self.threads)
             return self._graphs[key]
 
     def explain(self, x, method: str = "gradcam", target=None, layer: str | None = None, **options) -> Explanation:

@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from .errors import OnnxcamError
 from .image import write_atomic
 
@@ -129,3 +131,23 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+def top5(logits: np.ndarray, names: list[str] | None = None) -> list[dict]:
+    """The five most probable classes of one image's logits: class, softmax probability, name when known."""
+    z = np.asarray(logits, np.float64)
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    return [{"class": int(c), "prob": round(float(probs[c]), 5), **({"name": names[c]} if names and c < len(names) else {})}
+            for c in np.argsort(-probs)[:5]]
+
+
+def metadata_labels(model_path: str | os.PathLike, props: dict[str, str]) -> Path | None:
+    """The label file the model's onnxcam.labels metadata names, looked up beside the model (a bare name only)."""
+    if "onnxcam.labels" not in props:
+        return None
+    candidate = Path(model_path).resolve().parent / Path(props["onnxcam.labels"]).name
+    try:
+        return candidate if candidate.is_file() else None
+    except OSError:  # a hostile name (too long, odd bytes): no labels then
+        return None
