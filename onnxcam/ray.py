@@ -248,7 +248,7 @@ def _run(config: Config, source, pool: _Pool, progress: Callable[[int], None] | 
     if ds is None:
         return result
     _init_ray()
-    config = _replace(config, **columns)
+    config = _replace(config, **{k: v for k, v in columns.items() if k != "tasks"})
     if config.model_ref is None and (ref := _ship_model(config.model)) is not None:
         config = _replace(config, model_ref=ref)
     with warnings.catch_warnings():  # Ray >= 2.60 calls these "ray_remote_args" deprecated, yet names no replacement
@@ -256,7 +256,7 @@ def _run(config: Config, source, pool: _Pool, progress: Callable[[int], None] | 
         mapped = ds.map_batches(
             _Worker, fn_constructor_kwargs={"config": config, "done": worker_done},
             batch_size=1 if config.image_column == "paths" else pool.batch_images, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=pool.concurrency or _pool_size(pool)),
+            compute=ray.data.ActorPoolStrategy(size=min(pool.concurrency or _pool_size(pool), columns.get("tasks", 1 << 30))),
             num_cpus=pool.num_cpus, num_gpus=pool.num_gpus or None,
             max_restarts=pool.max_restarts, max_task_retries=pool.max_task_retries)  # bounded: a poison item ends
     counts: Counter = Counter()
@@ -309,7 +309,7 @@ def _dataset(source, config: Config, done: set[str], chunk: int):
     _init_ray()
     worker_done = frozenset(i for c in todo for p in c if (i := item_id(p)) in done)
     ds = ray.data.from_items([{"paths": c} for c in todo], override_num_blocks=len(todo))
-    return ds, worker_done, skipped, {"image_column": "paths"}
+    return ds, worker_done, skipped, {"image_column": "paths", "tasks": len(todo)}  # no more actors than chunks
 
 
 def _columns(ds, config: Config) -> dict:
