@@ -17,7 +17,7 @@ from . import __version__, outputs
 from .engine import Explainer
 from .errors import OnnxcamError
 from .evaluate import DEFAULT_METRICS, METRICS
-from .image import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
+from .image import Preprocessing, model_preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
 from .layers import auto_layer, candidate_layers
 from .methods.common import MAX_STEPS
 from .model import load_model
@@ -183,7 +183,11 @@ def _labels(path: Path | None) -> list[str] | None:
         return None
     if not path.is_file():
         raise OnnxcamError(f"label file not found: {path}")
-    return path.read_text(encoding="utf-8").splitlines()
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise OnnxcamError(f"label file {path} is not UTF-8 text (byte {e.start}); labels are a text file, "
+                           "one class name per line") from None
 
 
 def _preprocessing_options(f):
@@ -206,28 +210,12 @@ def _input_size(size: int | None) -> tuple[int, int] | None:
 
 
 def _preprocessing(m, mean, std, layout) -> Preprocessing:
-    props = {p.key: p.value for p in m.proto.metadata_props}
-    h, w = m.image_size
-    mean = _floats(mean, "--mean") or _metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
-    std = _floats(std, "--std") or _metadata_floats(props, "onnxcam.std") or IMAGENET_STD
-    if not all(1e-6 <= s <= 1e6 for s in std):
-        raise OnnxcamError(f"--std must be in 1e-6..1e6 (images are scaled to 0..1); got {std}")
-    if not all(abs(v) <= 1e6 for v in mean):
-        raise OnnxcamError(f"--mean must be in -1e6..1e6 (images are scaled to 0..1); got {mean}")
-    return Preprocessing((h, w), mean, std, layout or m.layout)
-
-
-def _metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
-    try:
-        return _floats(props.get(key))
-    except click.BadParameter:
-        raise OnnxcamError(f"the model's metadata {key}={props[key][:40]!r} is not 1 or 3 finite numbers; "
-                           f"give --{key.split('.')[1]}") from None
+    return model_preprocessing(m, _floats(mean, "--mean"), _floats(std, "--std"), layout)
 
 
 @main.command()
 @MODEL
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--method", "-m", "methods", multiple=True, default=["gradcam"], show_default=True,
               help="Method (repeatable): gradcam, gradcam++, xgradcam, layercam, hirescam, integrated-gradcam, "
                    "rsi-gradcam, smooth-gradcam++.")
@@ -241,20 +229,25 @@ def _metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, steps, batch_size, device):
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
+                   "cluster; else the cluster at ADDRESS. Rows go to Parquet; see docs/scale.md.")
+def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, steps, batch_size, device,
+            ray_address):
     """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
 
     Example: onnxcam explain models/efficientnet_lite0.onnx models/samples/cat.jpg -m gradcam -m rsi-gradcam
     """
+    if ray_address is not None:
+        return _ray().explain_command(ray_address, model, images, methods, layer=layer, target=target, out=out_dir,
+                                      labels=labels, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), size=size,
+                                      layout=layout, device=device, steps=steps, batch_size=batch_size)
+    _refuse_folders(images)
     ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size))
     prep = _preprocessing(ex.model, mean, std, layout)
     props = {p.key: p.value for p in ex.model.proto.metadata_props}
-    if labels is None and "onnxcam.labels" in props:
-        candidate = Path(model).resolve().parent / Path(props["onnxcam.labels"]).name
-        try:
-            labels = candidate if candidate.is_file() else None
-        except OSError:  # a hostile name (too long, odd bytes): no labels then
-            labels = None
+    if labels is None:
+        labels = outputs.metadata_labels(model, props)
     names = _labels(labels)
     methods = list(dict.fromkeys(methods))
     paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]  # each image once, in order
@@ -298,12 +291,7 @@ def _explain_one(ex, path: Path, stem: str, prep, methods, target, options, out:
         write_atomic(out / f"{prefix}.png", png_bytes(panel))
         panels.append(panel)
         record["target"] = int(res.target[0])
-    logits = res.logits[0].astype(np.float64)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    top = np.argsort(-probs)[:5]
-    record["top5"] = [{"class": int(c), "prob": round(float(probs[c]), 5),
-                       **({"name": names[c]} if names and c < len(names) else {})} for c in top]
+    record["top5"] = outputs.top5(res.logits[0], names)
     if len(methods) > 1:
         write_atomic(out / f"{stem}_montage.png", png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
     record["settings"] = settings
@@ -315,6 +303,23 @@ def _method_options(name: str) -> list[str]:
 
     f = METHODS.get(name)
     return list(inspect.signature(f).parameters) if f else []
+
+
+def _refuse_folders(images) -> None:
+    """Folders are for --ray; without it an image argument must be a file (bad usage, exit 2)."""
+    for p in images:
+        if os.path.isdir(p):
+            raise click.BadParameter(f"'{p}' is a directory (folders need --ray)", param_hint="'IMAGES...'")
+
+
+def _ray():
+    """onnxcam.ray, imported only for --ray: without Ray installed, a one-line error that says what to install."""
+    try:
+        from . import ray as on_ray
+    except ImportError as e:
+        raise OnnxcamError(f"--ray needs Ray Data, which is not installed ({getattr(e, 'name', None) or e}); "
+                           "pip install 'onnxcam[ray]'") from None
+    return on_ray
 
 
 # ---------------------------------------------------------------- export
@@ -374,12 +379,50 @@ def export_command(model, method, layer, steps, samples, sigma, seed, score, bas
         click.echo(f"wrote Triton model {entry}/ (config.pbtxt, 1/model.onnx)")
 
 
+# ---------------------------------------------------------------- serve
+
+
+@main.command("serve")
+@MODEL
+@click.option("--method", "-m", default="gradcam", show_default=True,
+              help="Method of :explain and V2 infer when a request names none (its \"method\" parameter).")
+@click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
+@_preprocessing_options
+@click.option("--port", "--http_port", "port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="HTTP port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a container).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes, each with its own Explainer (requests are threaded inside each).")
+@click.option("--name", "--model_name", "name", default=None, help="Model name in the URLs (default: MODEL's file stem).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--predictor_host", hidden=True, expose_value=False,
+              help="Passed by KServe to explainer containers; unused: onnxcam runs the model itself.")
+def serve_command(model, method, layer, mean, std, size, layout, port, host, workers, name, device):
+    """A KServe model server: V1 :predict (top-k) and :explain (top-k and heatmap), V2 infer (heatmap tensor).
+
+    Example: onnxcam serve models/efficientnet_lite0.onnx --port 8080, then POST
+    {"instances": [{"image_bytes": {"b64": "..."}}]} to http://127.0.0.1:8080/v1/models/efficientnet_lite0:explain
+
+    --model_name and --http_port, which KServe appends to an explainer container's arguments, mean --name and --port.
+    """
+    try:
+        from .serve import ExplainerModel, serve
+    except ImportError as e:
+        raise OnnxcamError(f"onnxcam serve needs kserve, which is not installed ({e.name or e}); "
+                           "pip install 'onnxcam[serve]'") from None
+    served = ExplainerModel(name or Path(model).stem, model, method=method, layer=layer, device=device,
+                            input_size=_input_size(size), mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                            layout=layout)
+    click.echo(f"serving {served.name} ({method}, layer {served.explainer.layer.name}) on http://{host}:{port}", err=True)
+    serve(served, port=port, host=host, workers=workers)
+
+
 # ---------------------------------------------------------------- evaluate
 
 
 @main.command("evaluate")
 @MODEL
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV with the columns file,class_index: the class to explain per image (default: the predicted one).")
 @click.option("--method", "-m", "methods", multiple=True, default=["gradcam"], show_default=True,
@@ -399,8 +442,12 @@ def export_command(model, method, layer, steps, samples, sigma, seed, score, bas
 @click.option("--seed", type=click.IntRange(0, None), default=0, show_default=True, help="Seed of max-sensitivity's noise.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
+                   "cluster; else the cluster at ADDRESS. Per-pair rows go to Parquet in the --log folder "
+                   "(default: the --json path with .parquet); see docs/scale.md.")
 def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path, log_path, layer, mean, std, size, layout, steps,
-                     deletion_step, seed, batch_size, device):
+                     deletion_step, seed, batch_size, device, ray_address):
     """Score methods on IMAGES: a method x metric table (mean ± standard error), JSON, and the deletion/insertion curves.
 
     Resumable: each finished (image, method) goes to the --log JSONL at once, and a re-run with the same
@@ -408,6 +455,12 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
 
     Example: onnxcam evaluate models/efficientnet_lite0.onnx img/*.jpg --labels labels.csv -m gradcam -m rsi-gradcam
     """
+    if ray_address is not None:
+        return _ray().evaluate_command(ray_address, model, images, methods, labels=labels_csv, metrics=metric_texts,
+                                       json_path=json_path, log_path=log_path, layer=layer, mean=_floats(mean, "--mean"),
+                                       std=_floats(std, "--std"), size=size, layout=layout, device=device, steps=steps,
+                                       deletion_step=deletion_step, seed=seed, batch_size=batch_size)
+    _refuse_folders(images)
     from . import evaluate as ev
 
     metrics = ev.parse_metrics(metric_texts)
