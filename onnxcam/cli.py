@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from . import __version__, outputs
-from .engine import Explainer
+from .engine import DEFAULT_BATCH, Explainer
 from .errors import OnnxcamError
 from .evaluate import DEFAULT_METRICS, METRICS
 from .image import Preprocessing, model_preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
@@ -267,35 +267,44 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     if len(todo) < len(paths):
         click.echo(f"skipping {len(paths) - len(todo)} image(s) already explained in {out}/ with these settings",
                    err=True)
-    with click.progressbar(todo, label="explaining", file=sys.stderr, hidden=len(todo) < 2) as bar:
-        for path in bar:
-            _explain_one(ex, path, stems[path], prep, methods, target, options, out, names, settings)
+    step = batch_size or DEFAULT_BATCH  # images per explain call: each method's rows of a batch share ORT runs
+    with click.progressbar(length=len(todo), label="explaining", file=sys.stderr, hidden=len(todo) < 2) as bar:
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            _explain_batch(ex, chunk, stems, prep, methods, target, options, out, names, settings)
+            bar.update(len(chunk))
     click.echo(f"wrote {len(todo)} image(s) x {len(methods)} method(s) to {out}/"
                + (f" ({len(paths) - len(todo)} already there)" if len(todo) < len(paths) else ""))
 
 
-def _explain_one(ex, path: Path, stem: str, prep, methods, target, options, out: Path, names, settings) -> None:
-    x, view = prep(read_rgb(path))
-    if not np.isfinite(x).all():
-        raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
-                           "values; check --mean and --std")
-    panels, record = [], {"image": str(path), "layer": ex.layer.name}
+def _explain_batch(ex, paths: list[Path], stems, prep, methods, target, options, out: Path, names, settings) -> None:
+    """Explain a batch of images with every method, then write each image's files and, last, its record."""
+    xs, views = zip(*(prep(read_rgb(path)) for path in paths))
+    for path, x in zip(paths, xs):
+        if not np.isfinite(x).all():
+            raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
+                               "values; check --mean and --std")
+    results = {}
     for name in methods:
         opts = {k: v for k, v in options.items() if k != "steps" or "steps" in _method_options(name)}
-        res = ex.explain(x[None], method=name, target=target, **opts)
-        prefix = f"{stem}_{outputs.safe_stem(name)}"
-        buf = io.BytesIO()
-        np.save(buf, res.cam if res.cam is not None else res.heatmap)
-        write_atomic(out / f"{prefix}.npy", buf.getvalue())
-        panel = overlay(view, res.heatmap[0])
-        write_atomic(out / f"{prefix}.png", png_bytes(panel))
-        panels.append(panel)
-        record["target"] = int(res.target[0])
-    record["top5"] = outputs.top5(res.logits[0], names)
-    if len(methods) > 1:
-        write_atomic(out / f"{stem}_montage.png", png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
-    record["settings"] = settings
-    outputs.append_record(out, record)  # last: a record means every file of the image is complete
+        results[name] = ex.explain(np.stack(xs), method=name, target=target, **opts)
+    for i, (path, view) in enumerate(zip(paths, views)):
+        panels, record = [], {"image": str(path), "layer": ex.layer.name}
+        for name, res in results.items():
+            prefix = f"{stems[path]}_{outputs.safe_stem(name)}"
+            buf = io.BytesIO()
+            np.save(buf, (res.cam if res.cam is not None else res.heatmap)[i : i + 1])
+            write_atomic(out / f"{prefix}.npy", buf.getvalue())
+            panel = overlay(view, res.heatmap[i])
+            write_atomic(out / f"{prefix}.png", png_bytes(panel))
+            panels.append(panel)
+            record["target"] = int(res.target[i])
+        record["top5"] = outputs.top5(res.logits[i], names)
+        if len(methods) > 1:
+            write_atomic(out / f"{stems[path]}_montage.png",
+                         png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
+        record["settings"] = settings
+        outputs.append_record(out, record)  # last: a record means every file of the image is complete
 
 
 def _method_options(name: str) -> list[str]:

@@ -31,3 +31,38 @@ def test_rows_run_are_the_rows_reported(method, monkeypatch):
     options, per_image, shared = CASES[method]
     r = onnxcam.Explainer(small_cnn(), device="cpu").explain(X, method=method, target=[1, 2, 3], **options)
     assert counted == {"gradient": per_image * len(X), "forward": len(X) + shared} == r.extras["rows"]
+
+
+def test_explain_command_batches_images_and_writes_each_images_own_map(tmp_path, monkeypatch):
+    """5 images with --batch-size 2: the gradient graph runs 2 + 2 + 1 rows, and each .npy equals its image alone."""
+    import cv2
+    import onnx
+    from click.testing import CliRunner
+
+    from onnxcam.cli import main
+    from onnxcam.image import model_preprocessing, read_rgb
+
+    onnx.save(small_cnn(), tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(1)
+    paths = []
+    for k in range(5):
+        paths.append(tmp_path / f"img{k}.png")
+        cv2.imwrite(str(paths[-1]), rng.integers(0, 255, (40, 48, 3), np.uint8))
+    runs = []
+    stream = Graph.stream
+
+    def recording(self, make_rows, n_rows, targets, batch_size, outputs):
+        runs.append(n_rows)
+        return stream(self, make_rows, n_rows, targets, batch_size, outputs)
+
+    monkeypatch.setattr(Graph, "stream", recording)
+    result = CliRunner().invoke(main, ["explain", str(tmp_path / "cnn.onnx"), *map(str, paths), "-m", "gradcam",
+                                       "--batch-size", "2", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert runs == [2, 2, 1]
+    monkeypatch.setattr(Graph, "stream", stream)
+    ex = onnxcam.Explainer(tmp_path / "cnn.onnx", device="cpu")
+    prep = model_preprocessing(ex.model)  # the command's own preprocessing: this test is about batching
+    for path in paths:
+        alone = ex.explain(prep(read_rgb(path))[0][None], method="gradcam").cam
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"{path.stem}_gradcam.npy"), alone, rtol=1e-5, atol=1e-6)
