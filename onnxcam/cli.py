@@ -514,7 +514,6 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
     if len(todo) < len(keys):
         click.echo(f"reusing {len(keys) - len(todo)} finished (image, method) pair(s) from {log_path}", err=True)
     inputs: dict[Path, np.ndarray] = {}
-    targets: dict[Path, int] = {}
     with click.progressbar(todo, label="evaluating", file=sys.stderr, hidden=len(todo) < 2,
                            item_show_func=lambda t: f"{t[0].name} {t[1]}" if t else "") as bar:
         for p, m in bar:
@@ -525,13 +524,13 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
                     raise OnnxcamError(f"normalizing {p} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
                                        "values; check --mean and --std")
                 inputs[p] = x[None]
-                targets[p] = requested[p] if requested[p] is not None else ev.predicted_class(ex, x[None])
             entry = known.get(keys[p, m], {"values": {}, "curves": {}})
             missing = [k for k in metrics if k not in entry["values"]]
             try:
-                result = ev.evaluate_pair(ex, inputs[p], m, targets[p], missing, run_options[m], params)
+                # no label: each method explains the top-1 class its own forward rows find
+                result = ev.evaluate_pair(ex, inputs[p], m, requested[p], missing, run_options[m], params)
             except OnnxcamError as e:  # one pair's failure (say, an all-zero map) must not stop a long run
-                result = {"target": targets[p], "values": {}, "curves": {}, "error": str(e)}
+                result = {"target": requested[p], "values": {}, "curves": {}, "error": str(e)}
                 click.echo(f"\nwarning: {p.name} {m}: {e}", err=True)
             record = {"image": os.path.abspath(p), "method": m, "requested": requested[p], "settings": settings.key(m),
                       **result}
