@@ -14,7 +14,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from .errors import OnnxcamError
 from .layers import Layer, resolve_layer
 from .model import Model, load_model
-from .runtime import make_session, ort_message
+from .runtime import SharedWeights, make_session, ort_message
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
@@ -50,8 +50,9 @@ class Pass:
 class Graph:
     """A session over one explainer graph; `static_batch` > 0 when the model's batch cannot vary."""
 
-    def __init__(self, proto: onnx.ModelProto, device: str, inputs: str, threads: int = 0):
-        self.session = make_session(proto, device, threads)
+    def __init__(self, proto: onnx.ModelProto, device: str, inputs: str, threads: int = 0,
+                 weights: SharedWeights | None = None):
+        self.session = make_session(proto, device, threads, weights)
         self.input = inputs
         image = next(i for i in self.session.get_inputs() if i.name == inputs)
         dim = image.shape[0]
@@ -70,9 +71,13 @@ class Graph:
             image = image.astype(self.dtype, copy=False)
             feeds = {self.input: image, TARGET: targets[padded].astype(np.int64)} if self.takes_target else {self.input: image}
             try:
-                result = [_wide(r[: len(rows)]) for r in self.session.run([LOGITS, *outputs], feeds)]
+                result = self.session.run([LOGITS, *outputs], feeds)
             except ORT_ERRORS as e:  # a model that loads but cannot run (a hostile Reshape, a bad attribute)
                 raise OnnxcamError(f"ONNX Runtime failed running the model: {ort_message(e)}") from None
+            if result[0].ndim == 0 or len(result[0]) != len(image):  # a Slice or Gather on the batch axis
+                raise OnnxcamError(f"the model returned {len(result[0]) if result[0].ndim else 'no'} rows of scores for "
+                                   f"{len(image)} input rows; onnxcam needs one row of class scores per image")
+            result = [_wide(r[: len(rows)]) for r in result]
             if not np.isfinite(result[0]).all():
                 raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
             classes = result[0].shape[-1] if result[0].ndim else 0
@@ -93,6 +98,7 @@ class Explainer:
         self.threads = threads
         self.layer: Layer = resolve_layer(self.model, layer)
         self._graphs: dict[tuple, Graph] = {}
+        self._weights: SharedWeights | None = None  # one copy for every graph's session, made with the first
         self._lock = threading.Lock()
 
     @property
@@ -108,7 +114,9 @@ class Explainer:
             if key not in self._graphs:
                 model = self.model if tail is None else _tail_model(self.model, tail)
                 proto = explainer_graph(model, list(wrt), score, expose) if wrt else forward_graph(model, expose)
-                self._graphs[key] = Graph(proto, self.device, model.image_input, self.threads)
+                if self._weights is None:
+                    self._weights = SharedWeights(self.model.proto)
+                self._graphs[key] = Graph(proto, self.device, model.image_input, self.threads, self._weights)
             return self._graphs[key]
 
     def explain(self, x, method: str = "gradcam", target=None, layer: str | None = None, **options) -> Explanation:
@@ -164,7 +172,10 @@ def _wide(a: np.ndarray) -> np.ndarray:
 def _tail_model(model: Model, layer: str) -> Model:
     """The part of the network after `layer`, with the layer as its input (for activation-space paths)."""
     extracted = onnx.utils.Extractor(model.proto).extract_model([layer], [model.score_output])
-    foreign = [i.name for i in extracted.graph.input if i.name != layer]
+    _batch_from_layer(extracted, model, layer)
+    known = {layer} | {t.name for t in extracted.graph.initializer} | {o for n in extracted.graph.node for o in n.output}
+    foreign = sorted({i for n in extracted.graph.node for i in n.input if i and i not in known})
+    foreign += [i.name for i in extracted.graph.input if i.name != layer]
     if foreign:
         raise OnnxcamError(
             f"layer {layer!r} does not separate the network (the rest also reads {foreign[:3]}); "
@@ -175,3 +186,19 @@ def _tail_model(model: Model, layer: str) -> Model:
     extracted.opset_import.extend(model.proto.opset_import)
     shape = tuple(d.dim_value or d.dim_param for d in extracted.graph.input[0].type.tensor_type.shape.dim)
     return dataclasses.replace(model, proto=extracted, image_input=layer, input_shape=shape)
+
+
+def _batch_from_layer(proto: onnx.ModelProto, model: Model, layer: str) -> None:
+    """A flatten written as Reshape(x, [Shape(input)[0], −1]) reads the image's shape, which the tail does not have:
+    Shape(input) becomes [Shape(layer)[0], C, H, W] (the rows of the layer are the rows of the input)."""
+    dims = model.input_shape[1:]
+    if not all(isinstance(d, int) for d in dims):
+        return
+    g = proto.graph
+    for k, node in enumerate(g.node):
+        if node.op_type != "Shape" or list(node.input) != [model.image_input] or node.attribute:
+            continue
+        rest, batch = f"{node.output[0]}_onnxcam_rest", f"{node.output[0]}_onnxcam_batch"
+        g.initializer.append(onnx.numpy_helper.from_array(np.array(dims, np.int64), rest))
+        g.node[k].CopyFrom(onnx.helper.make_node("Concat", [batch, rest], list(node.output), axis=0, name=node.name))
+        g.node.insert(k, onnx.helper.make_node("Shape", [layer], [batch], end=1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import math
 import os
 import re
 import threading
@@ -12,7 +13,7 @@ import warnings
 
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from .errors import OnnxcamError
 
@@ -95,7 +96,52 @@ def log_severity() -> int:
     return LOG_LEVELS.get(value, int(value) if value in ("0", "1", "2", "3", "4") else 4)
 
 
-def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
+class SharedWeights:
+    """One copy of a model's weights for all the sessions built from its graphs (explainer variants, forward graphs):
+    each session reads them as in-memory external initializers, and allocates from ONNX Runtime's shared CPU arena."""
+
+    SHARED_ELEMENTS = 1024  # smaller initializers (shapes, axes, scalars) stay in the graph, where ORT folds them
+    TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.INT8, TensorProto.UINT8,
+             TensorProto.INT32, TensorProto.INT64}  # numpy's own types: OrtValue.ortvalue_from_numpy takes them
+
+    def __init__(self, proto: onnx.ModelProto):
+        self.arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer
+                       if math.prod(t.dims) > self.SHARED_ELEMENTS and t.data_type in self.TYPES
+                       and t.data_location != TensorProto.EXTERNAL}
+        self.values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in self.arrays.items()}
+
+    def strip(self, proto: onnx.ModelProto, options: ort.SessionOptions) -> onnx.ModelProto:
+        """`proto` with the shared weights as external references, and `options` that hand them over."""
+        out = onnx.ModelProto()
+        out.CopyFrom(proto)
+        names = []
+        for t in out.graph.initializer:
+            a = self.arrays.get(t.name)
+            if a is None or tuple(t.dims) != a.shape or t.data_location == TensorProto.EXTERNAL:
+                continue
+            for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data"):
+                t.ClearField(field)
+            t.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", "onnxcam-shared-weights"), ("offset", "0"), ("length", str(a.nbytes))):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+            names.append(t.name)
+        if names:
+            options.add_external_initializers(names, [self.values[n] for n in names])
+        _register_env_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        return out
+
+
+@functools.cache
+def _register_env_arena() -> None:
+    """One CPU arena in ONNX Runtime's environment, for the sessions that ask for it (session.use_env_allocators)."""
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, None)
+
+
+def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0,
+                 weights: SharedWeights | None = None) -> ort.InferenceSession:
     """No spinning: onnxcam alternates sessions (explainer, forward, metrics graphs), and a pool that busy-waits after
     its run slowed the next session's run by ~4 % on 2 cores, while one session's back-to-back runs gained nothing."""
     options = ort.SessionOptions()
@@ -103,6 +149,8 @@ def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
+    if weights is not None and not isinstance(model, bytes):
+        model = weights.strip(model, options)
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:
         return ort.InferenceSession(data, options, providers=providers_for(device))
