@@ -23,12 +23,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .autodiff.builder import GRAD_SEED, build_gradients, grad_name
+from .autodiff.builder import GRAD_SEED, build_gradients, grad_name, names_in, refuse_taken
 from .errors import OnnxcamError
 from .layers import Layer, resolve_layer
 from .methods.common import EPS
 from .model import Model, load_model
-from .surgery import SCORES, TARGET, score_tensor
+from .surgery import PROB, SCORES, TARGET, score_tensor
 
 CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "rsi-gradcam", "integrated-gradcam",
                "smooth-gradcam++")
@@ -52,7 +52,9 @@ def export(model, method: str, layer: str = "auto", **options) -> onnx.ModelProt
     opts = _options(method, options)
     _check_exportable(m)
     chosen = resolve_layer(m, layer) if method in CAM_METHODS else None
-    return _Export(m, method, chosen, opts).build()
+    proto = _Export(m, method, chosen, opts).build()
+    _check_loads(proto, m)
+    return proto
 
 
 # ------------------------------------------------------------------ options and checks
@@ -102,9 +104,21 @@ def _check_exportable(m: Model) -> None:
     if not all(m.image_size):
         raise OnnxcamError("the model's input height and width are dynamic; export a model with a fixed input size")
     names = {o for n in g.node for o in n.output} | {i.name for i in g.input} | inits
-    taken = sorted(names & {TARGET, HEATMAP, CAM, ATTRIBUTION, ROWS})
+    taken = sorted(names & {TARGET, HEATMAP, CAM, ATTRIBUTION, ROWS, PROB})
     if taken:
         raise OnnxcamError(f"the model already has a tensor named {taken[0]!r}; rename it before exporting")
+
+
+def _check_loads(proto: onnx.ModelProto, m: Model) -> None:
+    """The export must load in ONNX Runtime. When it does not because the model itself does not (node names used
+    twice, an attribute value ORT does not know), that is the one-line error; otherwise it is a bug in the export."""
+    from .runtime import make_session
+
+    try:
+        make_session(proto, "cpu", threads=1)
+    except OnnxcamError as e:
+        make_session(m.proto, "cpu", threads=1)  # raises "ONNX Runtime cannot load the model: ..."
+        raise RuntimeError(f"the exported model does not load in ONNX Runtime: {e}") from None
 
 
 # ------------------------------------------------------------------ node emission
@@ -113,14 +127,17 @@ def _check_exportable(m: Model) -> None:
 class _Emitter:
     """Nodes and constants for the export, in the forms the model's opset wants."""
 
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, taken: set[str] = frozenset()):
         self.opset = opset
+        self._taken = taken  # the model's names: fresh names skip them
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._count = 0
 
     def fresh(self, hint: str) -> str:
         self._count += 1
+        while f"onnxcam_export/{hint}_{self._count}" in self._taken:
+            self._count += 1
         return f"onnxcam_export/{hint}_{self._count}"
 
     def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
@@ -162,7 +179,7 @@ class _Emitter:
 class _Export:
     def __init__(self, m: Model, method: str, layer: Layer | None, opts: dict):
         self.m, self.method, self.layer, self.opts = m, method, layer, opts
-        self.e = _Emitter(m.opset)
+        self.e = _Emitter(m.opset, names_in(m.proto))
         self.steps = self._slots()  # S: rows per image; the clean input is slot S − 1
         self._base: str | None = None
 
@@ -185,6 +202,7 @@ class _Export:
             if batched:
                 raise OnnxcamError(f"output {batched[0]!r} has no dynamic batch axis; path methods need one on every output")
         renames = {m.image_input: ROWS, **{o.name: f"{o.name}/rows" for o in originals}} if s > 1 else {}
+        refuse_taken(m.proto, renames.values())
         _rename(proto, renames)
         net = dataclasses.replace(m, proto=proto, image_input=renames.get(m.image_input, m.image_input),
                                   logits=renames.get(m.logits, m.logits),
@@ -202,7 +220,8 @@ class _Export:
         self._seed(proto, net.logits, score)
         grads = grad_name(wrt)
         if self.layer is not None:
-            cam = self._cam(self._grid(self.layer.name), self._grid(grads))
+            a, g_layer = (self._float32(t) for t in (self.layer.name, grads))
+            cam = self._cam(self._grid(a), self._grid(g_layer))
             outputs = {HEATMAP: self._heatmap(cam), CAM: cam}
         else:
             attribution, heatmap = self._attribution(x, grads)
@@ -299,6 +318,15 @@ class _Export:
         e = self.e
         start = e.op("Mul", e.ints([self.steps - 1]), self.n)
         return e.op("Slice", t, start, e.ints([np.iinfo(np.int64).max]), e.ints([0]))
+
+    def _float32(self, t: str) -> str:
+        """The layer (or its gradient, which has the layer's type) in float32: an fp16, bf16 or float64 layer is read
+        in float32 for the method's math, as the Explainer reads every result."""
+        vi = next((v for v in [*self.m.proto.graph.value_info, *self.m.proto.graph.output]
+                   if v.name == self.layer.name), None)
+        if vi is None or vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            return t
+        return self.e.op("Cast", t, to=TensorProto.FLOAT)
 
     def _grid(self, t: str) -> str:
         """A layer tensor as (N, K, h, w) maps, or (S, N, K, h, w) for several slots (methods.common.to_grid)."""

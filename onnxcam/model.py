@@ -164,19 +164,31 @@ def _load_external(proto: onnx.ModelProto, folder: Path | None, name: str) -> No
 
 
 def _check_text(proto: onnx.ModelProto, name: str) -> None:
-    """Every string field is UTF-8 (protobuf hands invalid ones over as bytes, which onnx's helpers choke on)."""
+    """Every string field is UTF-8 (protobuf hands invalid ones over as bytes, which onnx's helpers choke on), and so
+    are string attributes (bytes fields that onnx, graphsurgeon and the gradient rules decode as UTF-8)."""
     stack = [proto]
     while stack:
         message = stack.pop()
         for field, value in message.ListFields():
             repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
-            if field.type == field.TYPE_STRING:
-                bad = next((v for v in (value if repeated else [value]) if not isinstance(v, str)), None)
+            if field.type == field.TYPE_STRING or (message.DESCRIPTOR.name == "AttributeProto"
+                                                   and field.name in ("s", "strings")):
+                bad = next((v for v in (value if repeated else [value]) if not _is_utf8(v)), None)
                 if bad is not None:
                     raise ModelError(f"{name}: {message.DESCRIPTOR.name}.{field.name} {bad[:40]!r} is not UTF-8 text; "
                                      "the file is corrupt")
             elif field.type == field.TYPE_MESSAGE:
                 stack.extend(value if repeated else [value])
+
+
+def _is_utf8(value: str | bytes) -> bool:
+    if isinstance(value, str):
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _tidy(proto: onnx.ModelProto) -> None:
@@ -395,6 +407,9 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
     from .runtime import log_severity
 
     onnxruntime.set_default_logger_severity(log_severity())  # graphsurgeon folds through ORT, which warns per node
+    # graphsurgeon's own warnings (nodes sharing a name, ops it cannot fold) go to stdout, where they would break
+    # `layers --json`: shown only when ONNXCAM_LOG asks for warnings
+    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.WARNING if log_severity() <= 2 else gs.logger.G_LOGGER.CRITICAL + 1
     count = None
     # each round folds one more level of shape arithmetic that depends on the previous level's shapes:
     # legacy ShuffleNetV2 (a Shape/Gather/Div chain per channel shuffle) needs 8 rounds, legacy Swin 5

@@ -6,13 +6,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .autodiff.builder import GRAD_SEED, build_gradients
+from .autodiff.builder import GRAD_SEED, build_gradients, refuse_taken
 from .errors import OnnxcamError
 from .model import Model
 
 TARGET = "target"  # int64 (N,), −1 = top-1 of the logits
 LOGITS = "onnxcam_logits"
 SCORES = ("logit", "prob")
+PROB = "onnxcam_prob"
+_SEED = ("onnxcam_zero", "onnxcam_off_on", "onnxcam_batch", "onnxcam_target_n", "onnxcam_top1", "onnxcam_wants_top1",
+         "onnxcam_class", "onnxcam_classes")  # _seed_from_target's tensors and nodes
 
 
 def _value_info(proto: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
@@ -37,7 +40,7 @@ def score_tensor(model: Model, proto: onnx.ModelProto, score: str) -> str:
         return model.logits
     if model.output_is_prob:
         return model.score_output
-    prob = "onnxcam_prob"
+    prob = PROB
     proto.graph.node.append(helper.make_node("Softmax", [model.logits], [prob], axis=-1, name=prob))
     proto.graph.value_info.append(_renamed(_value_info(proto, model.logits), prob))
     return prob
@@ -48,6 +51,7 @@ def explainer_graph(model: Model, wrt: list[str], score: str = "logit", expose: 
 
     The seed one_hot(target, or argmax of the logits where target = −1) is built inside the graph,
     so Grad-CAM of the top-1 class costs one forward and one partial backward pass."""
+    refuse_taken(model.proto, [TARGET, LOGITS, PROB, *_SEED])
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     out = score_tensor(model, proto, score)
@@ -64,6 +68,7 @@ def explainer_graph(model: Model, wrt: list[str], score: str = "logit", expose: 
 
 def forward_graph(model: Model, expose: tuple[str, ...]) -> onnx.ModelProto:
     """No gradients: LOGITS and the exposed tensors (for gradient-free methods on any model)."""
+    refuse_taken(model.proto, [LOGITS])
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     proto.graph.node.append(helper.make_node("Identity", [model.logits], [LOGITS], name=LOGITS))

@@ -4,6 +4,7 @@ Runs the CLI in-process (click's CliRunner, the same code path as the command) o
 refusal costs milliseconds; tests/test_cli.py covers the subprocess and the demo model.
 """
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -158,3 +159,111 @@ def test_usage_errors_are_one_line_for_every_command(model, tmp_path):
     assert_one_line_error(cli("explain", model, CAT, "--device", "tpu"), "--device", "tpu", code=2)
     assert_one_line_error(cli("layers"), "Missing argument", code=2)
     assert_one_line_error(cli("explain", model), "Missing argument", code=2)
+
+
+def _shared_node_name(m):
+    m.graph.node[3].name = m.graph.node[9].name  # pool1 and gap: onnx.checker accepts it, ONNX Runtime does not
+
+
+def _unknown_auto_pad(m):
+    next(n for n in m.graph.node if n.name == "conv2").attribute.append(onnx.helper.make_attribute("auto_pad", "\u00e9"))
+
+
+@pytest.mark.parametrize("mutate, words", [(_shared_node_name, "two nodes with same node name (gap)"),
+                                           (_unknown_auto_pad, "AutoPadType")])
+def test_models_onnx_runtime_refuses_are_not_exported_and_layers_json_stays_json(tmp_path, mutate, words):
+    # fuzz findings: export wrote such models (exit 0) and their Triton entries, which ONNX Runtime then refused;
+    # graphsurgeon's warning about the shared name went to stdout, into `layers --json`
+    m = small_cnn()
+    mutate(m)
+    onnx.save(m, tmp_path / "m.onnx")
+    result = cli("layers", "--json", tmp_path / "m.onnx")
+    assert result.exit_code == 0 and json.loads(result.stdout)["auto"] == "features", result.output
+    out = tmp_path / "out"
+    assert_one_line_error(cli("export", tmp_path / "m.onnx", "-m", "gradcam", "-o", out / "e.onnx", "--triton", out / "repo"),
+                          "ONNX Runtime cannot load the model", words, code=1)
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def _renamed(m, old, new):
+    for n in m.graph.node:
+        n.input[:] = [new if v == old else v for v in n.input]
+        n.output[:] = [new if v == old else v for v in n.output]
+    return m
+
+
+@pytest.mark.parametrize("mutate, clash", [
+    (lambda m: _renamed(m, "c2", "grad_seed"), "grad_seed"),
+    (lambda m: _renamed(m, "c2", "features_grad"), "features_grad"),  # the auto layer's gradient output
+    (lambda m: setattr(m.graph.node[5], "name", "features_grad"), "features_grad"),
+    (lambda m: _renamed(m, "c2", "onnxcam_prob"), "onnxcam_prob"),
+])
+def test_names_onnxcam_adds_to_its_graphs_are_refused_when_the_model_has_them(tmp_path, mutate, clash):
+    # fuzz findings: ONNX Runtime's "Duplicate definition" (explain) or an exported model that does not load (export)
+    m = small_cnn()
+    mutate(m)
+    onnx.save(m, tmp_path / "m.onnx")
+    assert_one_line_error(explain(tmp_path / "m.onnx", CAT, tmp_path), repr(clash), "rename it", code=1)
+    assert_one_line_error(cli("export", tmp_path / "m.onnx", "-m", "gradcam", "-o", tmp_path / "e.onnx"), repr(clash),
+                          "rename it", code=1)
+
+
+def test_onnxcam_internal_names_in_the_model_are_skipped_by_fresh_names(tmp_path):
+    m = _renamed(_renamed(small_cnn(), "c2", "onnxcam_grad/Mul_1"), "c3", "onnxcam_export/Shape_1")
+    onnx.save(m, tmp_path / "m.onnx")
+    assert explain(tmp_path / "m.onnx", CAT, tmp_path).exit_code == 0
+    for method in ("gradcam", "rsi-gradcam"):
+        result = cli("export", tmp_path / "m.onnx", "-m", method, "-o", tmp_path / f"{method}.onnx")
+        assert result.exit_code == 0, result.output
+
+
+def test_a_feature_map_sliced_empty_is_a_one_line_error(tmp_path):
+    # fuzz finding: the GlobalAveragePool gradient rule divided by H·W = 0 (ZeroDivisionError, "internal error")
+    m = small_cnn()
+    m.graph.initializer.extend(onnx.numpy_helper.from_array(np.array([v], np.int64), name)
+                               for name, v in (("s.start", 5), ("s.end", 5), ("s.axis", 2)))
+    add = next(k for k, n in enumerate(m.graph.node) if n.name == "add3")
+    m.graph.node.insert(add + 1, onnx.helper.make_node("Slice", ["a3", "s.start", "s.end", "s.axis"], ["a3_empty"]))
+    next(n for n in m.graph.node if n.name == "relu3").input[0] = "a3_empty"
+    del m.graph.value_info[:]
+    onnx.save(m, tmp_path / "m.onnx")
+    assert_one_line_error(explain(tmp_path / "m.onnx", CAT, tmp_path, "-m", "saliency"), "ONNX Runtime", code=1)
+
+
+@pytest.mark.parametrize("value", ["abc", "1,2"])
+def test_metadata_the_black_baseline_is_computed_from_is_checked(tmp_path, value):
+    # fuzz finding: with --mean given, explain never checked onnxcam.mean, and rsi-gradcam's black baseline then failed
+    # on it ("baseline of shape () does not broadcast"); export never checks it and raised ValueError ("internal error")
+    m = small_cnn()
+    onnx.helper.set_model_props(m, {"onnxcam.mean": value, "onnxcam.std": "0.25,0.25,0.25"})
+    onnx.save(m, tmp_path / "m.onnx")
+    assert_one_line_error(explain(tmp_path / "m.onnx", CAT, tmp_path, "-m", "rsi-gradcam", "--steps", "2", "--mean", "0.5"),
+                          f"onnxcam.mean={value!r}", code=1)
+    assert_one_line_error(cli("export", tmp_path / "m.onnx", "-m", "rsi-gradcam", "--steps", "2", "-o", tmp_path / "e.onnx"),
+                          f"onnxcam.mean={value!r}", code=1)
+
+
+@pytest.mark.parametrize("named", ["labels.txt", "m.onnx"])
+def test_a_label_file_that_is_not_utf8_is_a_one_line_error(tmp_path, named):
+    # fuzz finding: the label file the model's onnxcam.labels names (here a binary one, or the model itself) was
+    # read as UTF-8 unchecked: UnicodeDecodeError, "internal error"
+    m = small_cnn()
+    m.metadata_props.add(key="onnxcam.labels", value=named)
+    onnx.save(m, tmp_path / "m.onnx")
+    (tmp_path / "labels.txt").write_bytes(b"\xff\xfec\x00a\x00t\x00\n")
+    assert_one_line_error(explain(tmp_path / "m.onnx", CAT, tmp_path), "is not UTF-8 text", named, code=1)
+
+
+def test_a_model_that_drops_batch_rows_is_a_one_line_error(tmp_path):
+    # fuzz finding (`onnxcam check`): a Slice on the batch axis left no rows of scores; rsi-gradcam's targets came out
+    # empty and the engine indexed them (IndexError, "internal error")
+    m = small_cnn()
+    m.graph.initializer.extend(onnx.numpy_helper.from_array(np.array([v], np.int64), name)
+                               for name, v in (("s.start", 2**16), ("s.end", -(2**16)), ("s.axis", 0)))
+    pool = next(k for k, n in enumerate(m.graph.node) if n.name == "pool1")
+    m.graph.node.insert(pool + 1, onnx.helper.make_node("Slice", ["p1", "s.start", "s.end", "s.axis"], ["p1_none"]))
+    next(n for n in m.graph.node if n.name == "conv2").input[0] = "p1_none"
+    del m.graph.value_info[:]
+    onnx.save(m, tmp_path / "m.onnx")
+    assert_one_line_error(explain(tmp_path / "m.onnx", CAT, tmp_path, "-m", "rsi-gradcam", "--steps", "2"),
+                          "returned 0 rows of scores for 1 input rows", code=1)

@@ -417,3 +417,18 @@ def test_api_rejects_options_that_do_not_export():
         onnxcam.export(str(DEMO), "igos")
     with pytest.raises(onnxcam.OnnxcamError, match="no option"):
         onnxcam.export(str(DEMO), "gradcam", steps=3)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_float16_layer_exports_a_model_that_loads_and_matches_the_explainer(method):
+    # fuzz finding: the CAM math ran in the layer's float16 against float32 constants and a float32 `cam` output,
+    # and ONNX Runtime refused the exported model (type error at cam); the layer is now read in float32
+    import onnxruntime as ort
+
+    model = ROOT / "tests" / "fixtures" / "wild" / "resnetish_fp16_io32.onnx"
+    session = ort.InferenceSession(onnxcam.export(str(model), method).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    heatmap = session.run(["heatmap"], {"input": x})[0]
+    np.testing.assert_allclose(heatmap, onnxcam.Explainer(str(model), device="cpu").explain(x, method=method).heatmap,
+                               atol=TOL)

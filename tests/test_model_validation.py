@@ -157,3 +157,13 @@ def test_oversized_file_is_refused_without_reading_it(tmp_path):
         f.truncate(2**31 + 1)  # sparse: takes no disk space
     with pytest.raises(ModelError, match="larger than 2 GB"):
         load_model(path)
+
+
+def test_string_attributes_that_are_not_utf8_are_refused(tmp_path):
+    # fuzz finding: onnx-graphsurgeon decoded Conv's auto_pad b"\xff\xfe" while folding (UnicodeDecodeError,
+    # "internal error"); string attributes are bytes fields, which protobuf itself never checks
+    m = small_cnn()
+    node(m, "conv2").attribute.append(helper.make_attribute("auto_pad", b"\xff\xfe"))
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(ModelError, match=r"AttributeProto.s b'\\xff\\xfe' is not UTF-8"):
+        load_model(tmp_path / "m.onnx")

@@ -28,6 +28,23 @@ def grad_name(name: str) -> str:
     return f"{name}_grad"
 
 
+def names_in(proto: onnx.ModelProto) -> set[str]:
+    """Every tensor and node name of the main graph: names onnxcam adds to it must be new."""
+    g = proto.graph
+    return ({v.name for v in [*g.input, *g.output, *g.value_info]} | {t.name for t in g.initializer}
+            | {o for n in g.node for o in n.output} | {n.name for n in g.node})
+
+
+def refuse_taken(proto: onnx.ModelProto, names) -> None:
+    """A model that already uses a name onnxcam must add (an input or output of its graphs) is refused in one line,
+    instead of ONNX Runtime meeting two definitions of the name."""
+    taken = names_in(proto)
+    clash = next((n for n in names if n in taken), None)
+    if clash is not None:
+        raise OnnxcamError(f"the model already has a tensor or node named {clash[:80]!r}, a name onnxcam adds to its "
+                           "graphs; rename it in the model")
+
+
 @dataclass
 class Node:
     """A forward node as the rules see it; `needs[i]` says whether input i wants a gradient."""
@@ -75,6 +92,7 @@ class Builder:
         self.declared: list[onnx.ValueInfoProto] = []
         self._count = 0
         self._wide: dict[str, str] = {}
+        self._taken = names_in(proto)  # fresh names skip the model's own
 
     # facts ------------------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[Dim, ...] | None:
@@ -106,6 +124,8 @@ class Builder:
     # emission ---------------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:
         self._count += 1
+        while f"onnxcam_grad/{hint}_{self._count}" in self._taken:
+            self._count += 1
         return f"onnxcam_grad/{hint}_{self._count}"
 
     def op(self, op_type: str, *inputs: str | None, outputs: int = 1, **attrs) -> str | list[str]:
@@ -216,6 +236,7 @@ def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str) -> onnx
     for name in [*wrt, output]:
         if name not in b.types:
             raise OnnxcamError(f"tensor {name!r} is not in the model")
+    refuse_taken(proto, [GRAD_SEED, *map(grad_name, wrt)])
     grads = backward(proto, b, wrt, output)
     for name in wrt:
         if b.types[name] in LOW_PRECISION:

@@ -43,7 +43,16 @@ def black_image(model) -> np.ndarray:
     props = {p.key: p.value for p in model.proto.metadata_props}
 
     def floats(key, default):
-        return np.asarray([float(v) for v in props[key].split(",")] if key in props else default, np.float32)
+        if key not in props:
+            return np.asarray(default, np.float32)
+        try:
+            values = np.asarray([float(v) for v in props[key].split(",")], np.float32)
+        except ValueError:
+            values = np.zeros(0, np.float32)
+        if len(values) not in (1, 3) or not np.isfinite(values).all():
+            raise OnnxcamError(f"the model's metadata {key}={props[key][:40]!r} is not 1 or 3 finite numbers, and the "
+                               "black baseline is computed from it; give a numeric baseline or fix the metadata")
+        return values
 
     value = -floats("onnxcam.mean", IMAGENET_MEAN) / floats("onnxcam.std", IMAGENET_STD)
     return value.reshape(-1, 1, 1) if model.layout == "NCHW" else value

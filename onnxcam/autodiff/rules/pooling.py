@@ -51,7 +51,7 @@ def global_average_pool(b, n, dy):
     of 1/(H·W), padded so that one tap meets dY at each position, instead of Expand (see Builder.blocked)."""
     x = n.inputs[0]
     spatial = (b.shape(x) or [None])[2:]
-    if b.blocked(x) and all(isinstance(d, int) for d in spatial) and spatial[0] * spatial[1] <= SMALL_GRID:
+    if b.blocked(x) and all(isinstance(d, int) for d in spatial) and 0 < spatial[0] * spatial[1] <= SMALL_GRID:
         channels, (h, w) = b.shape(x)[1], spatial
         kernel = b.const(np.full((channels, 1, h, w), 1 / (h * w)), like=x)
         return [b.op("Conv", dy[0], kernel, group=channels, kernel_shape=[h, w], pads=[h - 1, w - 1, h - 1, w - 1])]
