@@ -119,31 +119,25 @@ def pad(b, n, dy):
 @rule("ScatterND")
 def scatter_nd(b, n, dy):
     """Overwritten positions of data get no gradient, unless reduction="add" keeps them."""
-    reduction = n.attrs.get("reduction", "none")
-    if reduction not in ("none", "add"):
-        raise UnsupportedOpError(n.op, n.name, f"reduction={reduction!r}")
-    data, indices, updates = n.inputs
-    g = dy[0]
-    ddata = None
-    if n.needs[0]:
-        ddata = g if reduction == "add" else b.op("ScatterND", g, indices, b.zeros_like(updates))
-    dupdates = b.op("GatherND", g, indices) if n.needs[2] else None
-    return [ddata, None, dupdates]
+    return _scatter(b, n, dy, "ScatterND", "GatherND")
 
 
 @rule("ScatterElements")
 def scatter_elements(b, n, dy):
-    """As ScatterND: overwritten positions of data get no gradient, unless reduction="add" keeps them."""
-    reduction, axis = n.attrs.get("reduction", "none"), n.attrs.get("axis", 0)
+    """As ScatterND, along `axis`."""
+    return _scatter(b, n, dy, "ScatterElements", "GatherElements", axis=n.attrs.get("axis", 0))
+
+
+def _scatter(b, n, dy, scatter: str, gather: str, **attrs):
+    reduction = n.attrs.get("reduction", "none")
     if reduction not in ("none", "add"):
         raise UnsupportedOpError(n.op, n.name, f"reduction={reduction!r}")
-    data, indices, updates = n.inputs
+    _, indices, updates = n.inputs
     g = dy[0]
     ddata = None
     if n.needs[0]:
-        ddata = g if reduction == "add" else b.op("ScatterElements", g, indices, b.zeros_like(updates), axis=axis)
-    dupdates = b.op("GatherElements", g, indices, axis=axis) if n.needs[2] else None
-    return [ddata, None, dupdates]
+        ddata = g if reduction == "add" else b.op(scatter, g, indices, b.zeros_like(updates), **attrs)
+    return [ddata, None, b.op(gather, g, indices, **attrs) if n.needs[2] else None]
 
 
 @rule("TopK")
