@@ -267,3 +267,14 @@ def test_a_model_that_drops_batch_rows_is_a_one_line_error(tmp_path):
     onnx.save(m, tmp_path / "m.onnx")
     assert_one_line_error(explain(tmp_path / "m.onnx", CAT, tmp_path, "-m", "rsi-gradcam", "--steps", "2"),
                           "returned 0 rows of scores for 1 input rows", code=1)
+
+
+def test_gemm_trans_attributes_other_than_1_transpose_in_the_gradient_too(model):
+    # fuzz finding: transB=3 transposes in ONNX Runtime (any non-zero value does), but the Gemm gradient rule built
+    # Gemm(transB=1 - 3) and its graph did not load ("Dimension mismatch"; an internal error in export)
+    m = small_cnn()
+    next(a for n in m.graph.node if n.name == "fc" for a in n.attribute if a.name == "transB").i = 3
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    want = onnxcam.Explainer(model, device="cpu").explain(x, method="saliency").heatmap
+    np.testing.assert_allclose(onnxcam.Explainer(m, device="cpu").explain(x, method="saliency").heatmap, want, atol=1e-6)
+    onnxcam.export(m, "gradcam")

@@ -156,7 +156,7 @@ def gemm(b, n, dy):
     """Y = alpha·op(A)·op(B) + beta·C."""
     a, w, c = n.input(0), n.input(1), n.input(2)
     g, alpha = dy[0], n.attrs.get("alpha", 1.0)
-    ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
+    ta, tb = int(n.attrs.get("transA", 0) != 0), int(n.attrs.get("transB", 0) != 0)  # any non-zero value transposes
     da = db = dc = None
     if n.needs[0] and ta:  # dA = alpha·dY·op(B)ᵀ, transposed when transA
         da = b.op("Gemm", w, g, alpha=alpha, transA=tb, transB=1)
