@@ -504,9 +504,13 @@ def _as_matrix(proto: onnx.ModelProto, tensor: str, name: str) -> str:
         return tensor
     if len(shape) > 2 and all(d == 1 for d in shape[2:]):
         flat = f"{tensor}_onnxcam_2d"
-        if flat not in {o for n in proto.graph.node for o in n.output}:
+        producer = next((n for n in proto.graph.node if flat in n.output), None)
+        if producer is None:
             proto.graph.node.append(helper.make_node("Flatten", [tensor], [flat], axis=1, name=flat))
             proto.graph.value_info.append(helper.make_tensor_value_info(flat, vi.type.tensor_type.elem_type, shape[:2]))
+        elif producer.name != flat or list(producer.input) != [tensor]:  # the model's own tensor of that name
+            raise ModelError(f"{name}: the model has a tensor named {flat!r}, the name onnxcam gives its flattened "
+                             "class scores; rename it")
         return flat
     raise ModelError(
         f"{name}: output {tensor!r} has shape {shape}, not (N, classes); onnxcam explains class scores. For a detector "

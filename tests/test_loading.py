@@ -92,3 +92,12 @@ def test_a_score_output_that_is_not_n_by_classes_is_refused():
     m.graph.output[0].CopyFrom(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 16, 16, 16]))
     with pytest.raises(onnxcam.ModelError, match=r"'features' has shape \['N', 16, 16, 16\], not \(N, classes\)"):
         onnxcam.load_model(m)
+
+
+def test_a_model_tensor_named_like_the_flattened_scores_is_refused():
+    m = caffe_head()
+    relu = next(n for n in m.graph.node if n.name == "relu3")
+    m.graph.node.insert(list(m.graph.node).index(relu) + 1, helper.make_node("Relu", ["features"], ["logits4_onnxcam_2d"]))
+    m.graph.output.append(helper.make_tensor_value_info("logits4_onnxcam_2d", TensorProto.FLOAT, ["N", 16, 16, 16]))
+    with pytest.raises(onnxcam.ModelError, match="'logits4_onnxcam_2d'"):
+        onnxcam.load_model(m)
