@@ -46,8 +46,8 @@ def model_preprocessing(model, mean: tuple[float, ...] | None = None, std: tuple
     """How `onnxcam explain` and `onnxcam serve` prepare photos for `model` (an onnxcam.Model): the given mean/std,
     else the model's onnxcam.mean/onnxcam.std metadata, else ImageNet's."""
     props = {p.key: p.value for p in model.proto.metadata_props}
-    mean = mean or _metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
-    std = std or _metadata_floats(props, "onnxcam.std") or IMAGENET_STD
+    mean = mean or metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
+    std = std or metadata_floats(props, "onnxcam.std") or IMAGENET_STD
     if not all(1e-6 <= s <= 1e6 for s in std):
         raise OnnxcamError(f"--std must be in 1e-6..1e6 (images are scaled to 0..1); got {std}")
     if not all(abs(v) <= 1e6 for v in mean):
@@ -55,7 +55,8 @@ def model_preprocessing(model, mean: tuple[float, ...] | None = None, std: tuple
     return Preprocessing(model.image_size, mean, std, layout or model.layout)
 
 
-def _metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
+def metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:
+    """onnxcam.mean/onnxcam.std metadata as 1 or 3 finite numbers (None when absent); anything else is refused."""
     if props.get(key) is None:
         return None
     try:

@@ -38,21 +38,12 @@ def batch_rows(batch_size) -> int:
 def black_image(model) -> np.ndarray:
     """A black image through the model's normalization: (0 − mean)/std, from the model's onnxcam.mean/std
     metadata, else ImageNet's (the RSI-Grad-CAM authors' baseline)."""
-    from ..image import IMAGENET_MEAN, IMAGENET_STD
+    from ..image import IMAGENET_MEAN, IMAGENET_STD, metadata_floats
 
     props = {p.key: p.value for p in model.proto.metadata_props}
 
     def floats(key, default):
-        if key not in props:
-            return np.asarray(default, np.float32)
-        try:
-            values = np.asarray([float(v) for v in props[key].split(",")], np.float32)
-        except ValueError:
-            values = np.zeros(0, np.float32)
-        if len(values) not in (1, 3) or not np.isfinite(values).all():
-            raise OnnxcamError(f"the model's metadata {key}={props[key][:40]!r} is not 1 or 3 finite numbers, and the "
-                               "black baseline is computed from it; give a numeric baseline or fix the metadata")
-        return values
+        return np.asarray(metadata_floats(props, key) or default, np.float32)
 
     value = -floats("onnxcam.mean", IMAGENET_MEAN) / floats("onnxcam.std", IMAGENET_STD)
     return value.reshape(-1, 1, 1) if model.layout == "NCHW" else value
