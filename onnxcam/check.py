@@ -13,8 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .autodiff import grad_name
 from .autodiff.builder import unsupported_ops
-from .engine import Explainer
 from .errors import OnnxcamError
+from .explainer import Explainer
 from .layers import candidate_layers
 from .model import FLOAT_TYPES
 from .runtime import make_session
@@ -102,7 +102,7 @@ def check(model, input_size: tuple[int, int] | None = None, directions: int = 3,
 def _gradient_checks(ex: Explainer, x: np.ndarray, layer: str, directions: int, rng) -> list[GradientCheck]:
     m = ex.model
     wrt = (m.image_input, layer)
-    graph = ex.graph(wrt, "logit", expose=(layer,))
+    graph = ex.session(wrt, "logit", expose=(layer,))
     (p,) = graph.stream(lambda rows: x[rows], 1, np.array([-1]), 1, [layer, *map(grad_name, wrt)])
     target = int(p.logits[0].argmax())
     y = abs(float(p.logits[0, target]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -14,13 +13,15 @@ import numpy as np
 import onnx
 
 from . import __version__, outputs
-from .engine import DEFAULT_BATCH, Explainer
+from . import methods as registry
 from .errors import OnnxcamError
 from .evaluate import DEFAULT_METRICS, METRICS
+from .explainer import Explainer, no_signal
 from .image import Preprocessing, model_preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
 from .layers import auto_layer, candidate_layers
-from .methods.common import MAX_STEPS
+from .methods.cli import given, method_options, per_method
 from .model import load_model
+from .runner import DEFAULT_BATCH, MAX_BATCH
 from .runtime import DEVICES, working_providers
 
 
@@ -56,7 +57,6 @@ class Group(click.Group):
 
 MODEL = click.argument("model", type=click.Path(dir_okay=False))
 MAX_SIDE = 16384  # --size: input side length
-MAX_BATCH = 4096  # --batch-size: rows per ONNX Runtime run (as methods.common.batch_rows)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,8 +217,7 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
 @MODEL
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--method", "-m", "methods", multiple=True, default=["gradcam"], show_default=True,
-              help="Method (repeatable): gradcam, gradcam++, xgradcam, layercam, hirescam, integrated-gradcam, "
-                   "rsi-gradcam, smooth-gradcam++.")
+              help=f"Method (repeatable): {', '.join(registry.METHODS)}.")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
 @click.option("--target", type=click.IntRange(0, None), default=None,
               help="Class index to explain (default: top-1 of each image).")
@@ -226,30 +225,37 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Class names, one per line (default: named by the model's metadata, if any).")
 @_preprocessing_options
-@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
                    "cluster; else the cluster at ADDRESS. Rows go to Parquet; see docs/scale.md.")
-def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, steps, batch_size, device,
-            ray_address):
+@method_options(registry.METHODS)
+def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, batch_size, device,
+            ray_address, **kwargs):
     """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
+
+    Method options (--steps, --sigma, ...) go to the chosen methods that take them.
 
     Example: onnxcam explain models/efficientnet_lite0.onnx models/samples/cat.jpg -m gradcam -m rsi-gradcam
     """
+    methods = list(dict.fromkeys(methods))
+    for name in methods:
+        registry.get(name)
+    method_opts = per_method(methods, given(kwargs))
     if ray_address is not None:
         return _ray().explain_command(ray_address, model, images, methods, layer=layer, target=target, out=out_dir,
                                       labels=labels, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), size=size,
-                                      layout=layout, device=device, steps=steps, batch_size=batch_size)
+                                      layout=layout, device=device, batch_size=batch_size,
+                                      method_options={k: v for opts in method_opts.values() for k, v in opts.items()})
     _refuse_folders(images)
     ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size))
+    layer_name = ex.layer.name if any(registry.get(m).needs_layer for m in methods) else None
     prep = _preprocessing(ex.model, mean, std, layout)
     props = {p.key: p.value for p in ex.model.proto.metadata_props}
     if labels is None:
         labels = outputs.metadata_labels(model, props)
     names = _labels(labels)
-    methods = list(dict.fromkeys(methods))
     paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]  # each image once, in order
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,10 +263,10 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     outputs.refuse_overwriting(out, stems, methods, [*paths, Path(model), *([labels] if labels else [])])
     if outputs.remove_stale_parts(out):
         click.echo("removed temporary files left by an interrupted run", err=True)
-    options = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     settings = json.loads(json.dumps({  # what the outputs depend on: a re-run with these skips finished images
-        "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": ex.layer.name,
-        "methods": methods, "target": target, "steps": steps, "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
+        "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": layer_name,
+        "methods": methods, "target": target, "options": {m: registry.options(m, method_opts[m]).asdict() for m in methods},
+        "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
     }))
     recorded = outputs.recorded_images(outputs.read_records(out), settings)
     todo = [p for p in paths if not outputs.is_complete(out, p, stems[p], methods, recorded)]
@@ -271,13 +277,14 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     with click.progressbar(length=len(todo), label="explaining", file=sys.stderr, hidden=len(todo) < 2) as bar:
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
-            _explain_batch(ex, chunk, stems, prep, methods, target, options, out, names, settings)
+            _explain_batch(ex, chunk, stems, prep, method_opts, target, batch_size, out, names, settings)
             bar.update(len(chunk))
     click.echo(f"wrote {len(todo)} image(s) x {len(methods)} method(s) to {out}/"
                + (f" ({len(paths) - len(todo)} already there)" if len(todo) < len(paths) else ""))
 
 
-def _explain_batch(ex, paths: list[Path], stems, prep, methods, target, options, out: Path, names, settings) -> None:
+def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, dict], target, batch_size, out: Path, names,
+                   settings) -> None:
     """Explain a batch of images with every method, then write each image's files and, last, its record."""
     xs, views = zip(*(prep(read_rgb(path)) for path in paths))
     for path, x in zip(paths, xs):
@@ -285,11 +292,14 @@ def _explain_batch(ex, paths: list[Path], stems, prep, methods, target, options,
             raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
                                "values; check --mean and --std")
     results = {}
-    for name in methods:
-        opts = {k: v for k, v in options.items() if k != "steps" or "steps" in _method_options(name)}
-        results[name] = ex.explain(np.stack(xs), method=name, target=target, **opts)
+    for name, opts in method_opts.items():
+        results[name] = ex.explain(np.stack(xs), method=name, target=target, batch_size=batch_size, **opts)
+        bad = np.flatnonzero(~results[name].valid)
+        if len(bad):
+            raise OnnxcamError(no_signal(results[name], int(bad[0]), str(paths[bad[0]])))
+    methods = list(method_opts)
     for i, (path, view) in enumerate(zip(paths, views)):
-        panels, record = [], {"image": str(path), "layer": ex.layer.name}
+        panels, record = [], {"image": str(path), "layer": settings["layer"]}
         for name, res in results.items():
             prefix = f"{stems[path]}_{outputs.safe_stem(name)}"
             buf = io.BytesIO()
@@ -305,13 +315,6 @@ def _explain_batch(ex, paths: list[Path], stems, prep, methods, target, options,
                          png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
         record["settings"] = settings
         outputs.append_record(out, record)  # last: a record means every file of the image is complete
-
-
-def _method_options(name: str) -> list[str]:
-    from .methods import METHODS
-
-    f = METHODS.get(name)
-    return list(inspect.signature(f).parameters) if f else []
 
 
 def _refuse_folders(images) -> None:
@@ -334,22 +337,11 @@ def _ray():
 # ---------------------------------------------------------------- export
 
 
-def _export_methods() -> tuple[str, ...]:
-    from .export import METHODS as EXPORTABLE
-
-    return EXPORTABLE
-
-
 @main.command("export")
 @MODEL
-@click.option("--method", "-m", required=True, type=click.Choice(_export_methods()), help="Method to build into the model.")
+@click.option("--method", "-m", required=True, type=click.Choice(registry.exportable()),
+              help="Method to build into the model.")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (CAM methods).")
-@click.option("--steps", type=int, default=None, help="Path steps (rsi-gradcam, integrated-gradcam, ig).")
-@click.option("--samples", type=int, default=None, help="Noisy samples (smooth-gradcam++, smoothgrad).")
-@click.option("--sigma", type=float, default=None, help="Noise level, a fraction of each image's range.")
-@click.option("--seed", type=int, default=None, help="Seed of the in-graph RandomNormalLike noise.")
-@click.option("--score", type=click.Choice(["logit", "prob"]), default=None, help="Score to differentiate.")
-@click.option("--baseline", type=float, default=None, help="Baseline value of path methods (model input space).")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the explainer model (.onnx).")
 @click.option("--triton", "triton_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -357,27 +349,19 @@ def _export_methods() -> tuple[str, ...]:
 @click.option("--triton-name", default=None, help="Model name in the Triton repository (default: OUT's stem).")
 @click.option("--max-batch-size", type=click.IntRange(1, 65536), default=8, show_default=True,
               help="Triton max_batch_size.")
-def export_command(model, method, layer, steps, samples, sigma, seed, score, baseline, out, triton_dir, triton_name,
-                   max_batch_size):
+@method_options(registry.exportable())
+def export_command(model, method, layer, out, triton_dir, triton_name, max_batch_size, **kwargs):
     """Write a self-contained explainer model: the model's outputs plus `heatmap` (and `cam` or `attribution`).
 
     The result runs in a stock onnxruntime (or Triton); its optional int64 input `target` (−1 = top-1)
-    picks the class per image.
+    picks the class per image. Noise methods draw in the graph with RandomNormalLike(--seed).
 
     Example: onnxcam export models/efficientnet_lite0.onnx -m rsi-gradcam --steps 16 -o explain.onnx --triton repo
     """
     from .export import export
     from .triton import triton_entry
 
-    given = {"steps": steps, "samples": samples, "sigma": sigma, "seed": seed, "score": score, "baseline": baseline}
-    options = {k: v for k, v in given.items() if v is not None}
-    allowed = [p for p in _method_options(method) if p in given]
-    for name in options:
-        if name not in allowed:
-            error = OnnxcamError(f"--{name} does not apply to {method}; "
-                                 + (f"its options are {', '.join('--' + p for p in allowed)}" if allowed else "it has none"))
-            error.exit_code = 2
-            raise error
+    options = per_method([method], given(kwargs))[method]
     proto = export(model, method, layer=layer, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, proto.SerializeToString())
@@ -445,7 +429,6 @@ def serve_command(model, method, layer, mean, std, size, layout, port, host, wor
                    "(default: the --json path with .jsonl).")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
 @_preprocessing_options
-@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Steps of path methods (default: the method's).")
 @click.option("--deletion-step", type=click.IntRange(1, None), default=None,
               help="Pixels removed or inserted per deletion/insertion step (default: the input width, 224 for 224x224).")
 @click.option("--seed", type=click.IntRange(0, None), default=0, show_default=True, help="Seed of max-sensitivity's noise.")
@@ -455,8 +438,9 @@ def serve_command(model, method, layer, mean, std, size, layout, port, host, wor
               help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
                    "cluster; else the cluster at ADDRESS. Per-pair rows go to Parquet in the --log folder "
                    "(default: the --json path with .parquet); see docs/scale.md.")
-def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path, log_path, layer, mean, std, size, layout, steps,
-                     deletion_step, seed, batch_size, device, ray_address):
+@method_options(registry.METHODS, skip=("seed",))
+def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path, log_path, layer, mean, std, size, layout,
+                     deletion_step, seed, batch_size, device, ray_address, **kwargs):
     """Score methods on IMAGES: a method x metric table (mean ± standard error), JSON, and the deletion/insertion curves.
 
     Resumable: each finished (image, method) goes to the --log JSONL at once, and a re-run with the same
@@ -464,16 +448,18 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
 
     Example: onnxcam evaluate models/efficientnet_lite0.onnx img/*.jpg --labels labels.csv -m gradcam -m rsi-gradcam
     """
+    from . import evaluate as ev
+
+    methods = ev.check_methods(methods)
+    method_opts = per_method(methods, given(kwargs))
     if ray_address is not None:
         return _ray().evaluate_command(ray_address, model, images, methods, labels=labels_csv, metrics=metric_texts,
                                        json_path=json_path, log_path=log_path, layer=layer, mean=_floats(mean, "--mean"),
-                                       std=_floats(std, "--std"), size=size, layout=layout, device=device, steps=steps,
-                                       deletion_step=deletion_step, seed=seed, batch_size=batch_size)
+                                       std=_floats(std, "--std"), size=size, layout=layout, device=device,
+                                       deletion_step=deletion_step, seed=seed, batch_size=batch_size,
+                                       method_options={k: v for o in method_opts.values() for k, v in o.items()})
     _refuse_folders(images)
-    from . import evaluate as ev
-
     metrics = ev.parse_metrics(metric_texts)
-    methods = ev.check_methods(methods)
     paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]
     labels = ev.read_labels(labels_csv) if labels_csv is not None else None
     requested = {p: ev.label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
@@ -498,14 +484,12 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
     json_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     settings = ev.Settings(
-        model=os.path.abspath(model) + f"#{os.path.getsize(model)}", layer=ex.layer.name,
+        model=os.path.abspath(model) + f"#{os.path.getsize(model)}",
+        layer=ex.layer.name if any(registry.get(m).needs_layer for m in methods) else None,
         preprocessing=[prep.size, prep.mean, prep.std, prep.layout],
         metric_options={"deletion_step": deletion_step, "seed": seed},
-        method_options={m: {k: v for k, v in {"steps": steps}.items() if v is not None and k in ev.method_parameters(m)}
-                        for m in methods})
-    run_options = {m: {**settings.method_options[m], **({"batch_size": batch_size}
-                                                       if batch_size and "batch_size" in ev.method_parameters(m) else {})}
-                   for m in methods}
+        method_options={m: registry.options(m, method_opts[m]).asdict() for m in methods})
+    run_options = {m: {**method_opts[m], **({"batch_size": batch_size} if batch_size else {})} for m in methods}
     params = {"step": deletion_step, "batch_size": batch_size, "seed": seed}
     known = ev.known_values(outputs.read_jsonl(log_path))
     keys = {(p, m): ev.pair_key(p, m, requested[p], settings.key(m)) for p in paths for m in methods}

@@ -27,3 +27,9 @@ class UnsupportedOpError(OnnxcamError):
             f"no gradient rule for op {op_type!r} at node {node_name!r}{why}; "
             "the gradient-free method scorecam still works on this model"
         )
+
+
+class UsageError(OnnxcamError):
+    """A method, option or target the caller got wrong (exit code 2, as click's own usage errors)."""
+
+    exit_code = 2

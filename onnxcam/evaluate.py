@@ -7,8 +7,8 @@ at most the pair in progress; a re-run with the same settings reuses every value
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
-import inspect
 import json
 import math
 import os
@@ -126,24 +126,20 @@ class Settings:
 
 
 def method_parameters(name: str) -> list[str]:
-    from .methods import METHODS
+    """The options a method takes, and batch_size, which every method takes."""
+    from . import methods
 
-    f = METHODS.get(name)
-    return list(inspect.signature(f).parameters) if f else []
+    definition = methods.METHODS.get(name)
+    return [f.name for f in dataclasses.fields(definition.options)] + ["batch_size"] if definition else []
 
 
-def check_methods(methods: Iterable[str]) -> list[str]:
+def check_methods(names: Iterable[str]) -> list[str]:
     """The methods asked for, each once, then the baselines; unknown names get a did-you-mean (exit 2)."""
-    from .methods import METHODS
+    from . import methods
 
-    chosen = list(dict.fromkeys([*methods, *BASELINES]))
+    chosen = list(dict.fromkeys([*names, *BASELINES]))
     for name in chosen:
-        if name not in METHODS:
-            close = difflib.get_close_matches(name, METHODS, n=2)
-            hint = f"did you mean {' or '.join(close)}?" if close else f"choose from {', '.join(sorted(METHODS))}"
-            error = OnnxcamError(f"unknown method {name!r}; {hint}")
-            error.exit_code = 2
-            raise error
+        methods.get(name)
     return chosen
 
 
@@ -193,12 +189,12 @@ def _sensitivity(job: Job):
 
 
 def _convergence(job: Job):
-    from . import metrics
+    from . import methods, metrics
 
     if "steps" not in method_parameters(job.method):
         return {"step-convergence": None}, {}  # not a path method: not applicable
     options = dict(job.options)
-    steps = options.pop("steps", inspect.signature(_method(job.method)).parameters["steps"].default)
+    steps = options.pop("steps", methods.options(job.method).steps)
     return {"step-convergence": metrics.step_convergence(job.ex, job.x, job.targets, job.method, steps, **options)}, {}
 
 
@@ -217,12 +213,6 @@ GROUPS: dict[str, Callable] = {
 }
 
 
-def _method(name: str):
-    from .methods import METHODS
-
-    return METHODS[name]
-
-
 def _number(v) -> float | None:
     if v is None:
         return None
@@ -232,7 +222,7 @@ def _number(v) -> float | None:
 
 def predicted_class(ex, x: np.ndarray) -> int:
     """The model's top-1 for one image: without labels every method explains this class."""
-    graph = ex.graph((), "logit")
+    graph = ex.session((), "logit")
     logits = next(iter(graph.stream(lambda r: x[r], 1, np.full(1, -1, np.int64), 1, []))).logits
     return int(np.argmax(logits[0]))
 

@@ -56,8 +56,8 @@ except ImportError as e:  # one line, with the way out
 
 from . import evaluate as ev
 from . import outputs
-from .engine import Explainer
 from .errors import OnnxcamError
+from .explainer import Explainer
 from .image import Preprocessing, decode_rgb, model_preprocessing, overlay, png_bytes, read_rgb, write_atomic
 from .layers import resolve_layer
 from .model import load_model
@@ -628,12 +628,12 @@ def cluster(address: str) -> Iterator[None]:
 
 
 def explain_command(address: str, model: str, images: Iterable[str], methods: Iterable[str], *, out: str,
-                    steps: int | None = None, batch_size: int | None = None, **kwargs) -> None:
+                    batch_size: int | None = None, method_options: dict | None = None, **kwargs) -> None:
     """`onnxcam explain MODEL IMAGE_OR_FOLDER... --ray [ADDRESS]`: Parquet rows and overlay PNGs in --out."""
     methods = list(dict.fromkeys(methods))
     with cluster(address):
         r = explain_dataset(list(images), model, methods, out, overlays=True, **kwargs,
-                            **_cli_options(methods, steps=steps, batch_size=batch_size))
+                            **_cli_options(methods, batch_size=batch_size, **(method_options or {})))
     click.echo(f"wrote {r.computed} image(s) x {len(methods)} method(s) to {out}/ as Parquet "
                f"(explain-{r.settings_key}-*.parquet)" + (f"; {r.skipped} already there" if r.skipped else ""))
     if r.failed:
@@ -641,14 +641,14 @@ def explain_command(address: str, model: str, images: Iterable[str], methods: It
 
 
 def evaluate_command(address: str, model: str, images: Iterable[str], methods: Iterable[str], *, metrics: Iterable[str],
-                     json_path: Path, log_path: Path | None, steps: int | None = None, batch_size: int | None = None,
-                     **kwargs) -> None:
+                     json_path: Path, log_path: Path | None, batch_size: int | None = None,
+                     method_options: dict | None = None, **kwargs) -> None:
     """`onnxcam evaluate ... --ray [ADDRESS]`: per-pair rows in Parquet (the --log folder), the summary in --json."""
     folder = log_path or json_path.with_suffix(".parquet")
     chosen = ev.check_methods(methods)
     with cluster(address):
         r = evaluate_dataset(list(images), model, chosen, folder, metrics=ev.parse_metrics(metrics), summary_path=json_path,
-                             **kwargs, **_cli_options(chosen, steps=steps, batch_size=batch_size))
+                             **kwargs, **_cli_options(chosen, batch_size=batch_size, **(method_options or {})))
     click.echo(r.table)
     click.echo(f"{r.summary['items']} image(s) x {len(chosen)} method(s); wrote {json_path} (per pair: {folder}/)")
     if r.summary["failures"]:

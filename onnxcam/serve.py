@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import inspect
 import json
 import os
 import sys
@@ -18,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Explainer, Explanation
 from .errors import OnnxcamError
+from .evaluate import method_parameters
+from .explainer import Explainer
+from .explanation import Explanation
 from .image import Preprocessing, decode_rgb, model_preprocessing, overlay, png_bytes
-from .methods import METHODS
 from .methods.common import forward_top1
 
 _argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported: onnxcam's flags are not its own
@@ -194,7 +194,7 @@ class ExplainerModel(kserve.Model):
         steps = params.get("steps")
         if steps is not None and (not _is_int(steps) or not 1 <= steps <= MAX_STEPS):
             raise InvalidInput(f"parameter steps must be an integer in 1..{MAX_STEPS}; got {steps!r}")
-        if steps is not None and method in METHODS and "steps" not in inspect.signature(METHODS[method]).parameters:
+        if steps is not None and method_parameters(method) and "steps" not in method_parameters(method):
             raise InvalidInput(f"parameter steps does not apply to {method} (only to path methods such as rsi-gradcam)")
         target = params.get("target")
         if not (target is None or _is_int(target) or (isinstance(target, list) and all(_is_int(t) for t in target))):

@@ -168,7 +168,7 @@ def test_ig_matches_captum_on_onnx_runtimes_kinks(quadrature, zoo_ir8, monkeypat
     are shifted (without touching the gradient) onto onnxcam's, 0 + α(x − 0), after checking they are that close."""
     name, n = "mobilenet_v3_large", 2
     path = str(zoo_ir8(name))
-    monkeypatch.setattr(onnxcam.engine, "make_session", unoptimized_session)
+    monkeypatch.setattr(onnxcam.runner, "make_session", unoptimized_session)
     x = zoo.example(name, n)
     got = onnxcam.Explainer(path, device="cpu").explain(x.numpy(), method="ig", target=TARGETS[:n], steps=IG_STEPS,
                                                         quadrature=quadrature)

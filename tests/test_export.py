@@ -120,7 +120,7 @@ def optimizations_disabled():
     round differently, and an activation that lands on a kink flips its gradient)."""
     import onnxruntime as ort
 
-    from onnxcam import engine, runtime
+    from onnxcam import runner, runtime
 
     def make(model, device="auto", threads=0, weights=None):
         options = ort.SessionOptions()
@@ -129,12 +129,12 @@ def optimizations_disabled():
         data = model if isinstance(model, bytes) else model.SerializeToString()
         return ort.InferenceSession(data, options, providers=runtime.providers_for(device))
 
-    saved = engine.make_session
-    engine.make_session = make
+    saved = runner.make_session
+    runner.make_session = make
     try:
         yield
     finally:
-        engine.make_session = saved
+        runner.make_session = saved
 
 
 class Suite:
@@ -396,7 +396,8 @@ def test_cli_export_writes_model_and_triton_entry(tmp_path):
     (["--method", "gradcam", "--steps", "4"], ["--steps", "gradcam"], 2),
     (["--method", "scorecam"], ["scorecam"], 2),
     (["--method", "gradcam", "--layer", "nope"], ["unknown layer"], 2),
-    (["--method", "rsi-gradcam", "--steps", "0"], ["steps"], 1),
+    (["--method", "rsi-gradcam", "--steps", "0"], ["steps"], 2),
+    (["--method", "ig", "--quadrature", "riemann_trapezoid", "--steps", "1"], ["steps >= 2"], 2),
 ])
 def test_cli_export_errors_are_one_line(tmp_path, args, words, code):
     result = subprocess.run([sys.executable, "-m", "onnxcam", "export", str(DEMO), *args, "-o", str(tmp_path / "o.onnx")],

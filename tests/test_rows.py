@@ -7,7 +7,7 @@ import pytest
 from fuzz import small_cnn
 
 import onnxcam
-from onnxcam.engine import Graph
+from onnxcam.runner import Session
 
 X = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
 CASES = {  # method: (options, gradient rows per image, forward rows besides one per image)
@@ -21,13 +21,13 @@ CASES = {  # method: (options, gradient rows per image, forward rows besides one
 @pytest.mark.parametrize("method", CASES)
 def test_rows_run_are_the_rows_reported(method, monkeypatch):
     counted = Counter()
-    stream = Graph.stream
+    stream = Session.stream
 
     def counting(self, make_rows, n_rows, targets, batch_size, outputs):
         counted["gradient" if self.takes_target else "forward"] += n_rows
         return stream(self, make_rows, n_rows, targets, batch_size, outputs)
 
-    monkeypatch.setattr(Graph, "stream", counting)
+    monkeypatch.setattr(Session, "stream", counting)
     options, per_image, shared = CASES[method]
     r = onnxcam.Explainer(small_cnn(), device="cpu").explain(X, method=method, target=[1, 2, 3], **options)
     assert counted == {"gradient": per_image * len(X), "forward": len(X) + shared} == r.extras["rows"]
@@ -49,18 +49,18 @@ def test_explain_command_batches_images_and_writes_each_images_own_map(tmp_path,
         paths.append(tmp_path / f"img{k}.png")
         cv2.imwrite(str(paths[-1]), rng.integers(0, 255, (40, 48, 3), np.uint8))
     runs = []
-    stream = Graph.stream
+    stream = Session.stream
 
     def recording(self, make_rows, n_rows, targets, batch_size, outputs):
         runs.append(n_rows)
         return stream(self, make_rows, n_rows, targets, batch_size, outputs)
 
-    monkeypatch.setattr(Graph, "stream", recording)
+    monkeypatch.setattr(Session, "stream", recording)
     result = CliRunner().invoke(main, ["explain", str(tmp_path / "cnn.onnx"), *map(str, paths), "-m", "gradcam",
                                        "--batch-size", "2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert runs == [2, 2, 1]
-    monkeypatch.setattr(Graph, "stream", stream)
+    monkeypatch.setattr(Session, "stream", stream)
     ex = onnxcam.Explainer(tmp_path / "cnn.onnx", device="cpu")
     prep = model_preprocessing(ex.model)  # the command's own preprocessing: this test is about batching
     for path in paths:

@@ -23,7 +23,7 @@ Threads: torch.set_num_threads(T); every ONNX Runtime session (the plain one and
 makes) gets intra_op_num_threads = T and no spinning (a pool that busy-waits after its run steals a core from
 whatever runs next, a torch peer or another session; onnxcam's own sessions never spin). onnxcam's sessions are
 made by onnxcam.runtime.make_session, which takes a `threads` argument that the engine does not pass; the bench
-rebinds onnxcam.engine.make_session to functools.partial(make_session, threads=T), in this process only.
+rebinds onnxcam.runner.make_session to functools.partial(make_session, threads=T), in this process only.
 No onnxcam code is changed. (ORT's own default is one thread per physical core.)
 
 Timing: each configuration is warmed up (session creation, memory arenas, oneDNN primitives), then
@@ -290,11 +290,11 @@ def images(n: int) -> np.ndarray:
 def onnxcam_explainer(path: Path, threads: int):
     """An Explainer whose sessions get `threads` intra-op threads (see the module docstring)."""
     import onnxcam
-    import onnxcam.engine
+    import onnxcam.runner
     from onnxcam.runtime import make_session
 
     if threads:
-        onnxcam.engine.make_session = functools.partial(make_session, threads=threads)
+        onnxcam.runner.make_session = functools.partial(make_session, threads=threads)
     return onnxcam.Explainer(str(path), device="cpu")
 
 
@@ -403,7 +403,7 @@ def section_rsi(args, path: Path, out: list[str]) -> None:
     import torch
     from captum.attr import LayerConductance
 
-    from onnxcam.engine import DEFAULT_BATCH
+    from onnxcam.runner import DEFAULT_BATCH
 
     n, m = args.path_images, args.steps
     rows_total = n * (m + 1)
@@ -526,7 +526,7 @@ def section_profile(args, path: Path, out: list[str]) -> None:
     plain = cpu_session(path, args.threads)
     ex = onnxcam_explainer(path, args.threads)
     layer = ex.layer.name
-    graph = ex.graph((layer,), "prob", expose=(layer,))  # the session explain(method="rsi-gradcam") streams through
+    graph = ex.session((layer,), "prob", expose=(layer,))  # the session explain(method="rsi-gradcam") streams through
     feed = {ex.model.image_input: x, TARGET: target}
     cases = [
         Case(f"plain ORT inference, {bs} rows", lambda: plain.run(None, {"input": x})),

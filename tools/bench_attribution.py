@@ -19,7 +19,7 @@ I-GOS: the demo model (EfficientNet-Lite0) on one 224×224 photo (models/samples
 time, forward/backward rows, and the same in units of one plain forward pass of the model.
 
 Threads: torch.set_num_threads(T); every ONNX Runtime session gets intra_op_num_threads = T and no spinning
-(onnxcam's sessions through onnxcam.engine.make_session rebound to functools.partial(make_session, threads=T), in
+(onnxcam's sessions through onnxcam.runner.make_session rebound to functools.partial(make_session, threads=T), in
 this process only).
 """
 
@@ -213,11 +213,11 @@ def main() -> None:
 
     import torch
 
-    import onnxcam.engine
+    import onnxcam.runner
     import onnxcam.runtime
 
     torch.set_num_threads(args.threads)
-    onnxcam.engine.make_session = functools.partial(onnxcam.runtime.make_session, threads=args.threads)
+    onnxcam.runner.make_session = functools.partial(onnxcam.runtime.make_session, threads=args.threads)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     command = "python tools/bench_attribution.py " + " ".join(sys.argv[1:])
     parts = ["# Benchmarks: input-level attributions", "", f"Command: `{command.strip()}`", "",

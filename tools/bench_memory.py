@@ -28,10 +28,10 @@ def measure(model: str, shared: bool) -> dict:
     import numpy as np
 
     import onnxcam
-    import onnxcam.engine as engine
+    import onnxcam.runner as runner
 
     if not shared:
-        engine.SharedWeights = lambda proto: None
+        runner.SharedWeights = lambda proto: None
     ex = onnxcam.Explainer(model, device="cpu", threads=2)
     layer, image = ex.layer.name, ex.model.image_input
     x = np.random.default_rng(0).standard_normal((1, *ex.model.input_shape[1:])).astype(np.float32)
@@ -39,7 +39,7 @@ def measure(model: str, shared: bool) -> dict:
                 "rsi-gradcam rows (prob score)": ((layer,), "prob", (layer,)), "ig rows": ((image,), "logit", ())}
     out, before = {"load": rss_mb()}, rss_mb()
     for name, (wrt, score, expose) in variants.items():
-        list(ex.graph(wrt, score, expose).stream(lambda r: x[r], 1, np.array([1]), 1, list(expose)))
+        list(ex.session(wrt, score, expose).stream(lambda r: x[r], 1, np.array([1]), 1, list(expose)))
         out[name], before = rss_mb() - before, rss_mb()
     out["weights"] = sum(int(np.prod(t.dims)) * 4 for t in ex.model.proto.graph.initializer) / 2**20
     return out

@@ -3,48 +3,56 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import Explanation
-from ..errors import OnnxcamError
-from . import method
-from .common import forward_top1, image_size, normalize_maps
+from ..explanation import Explanation
+from . import register
+from .arrays import NumpyArrays
+from .common import forward_top1, image_size
+from .definition import EngineOnly
+from .maps import normalize
+from .options import Options, option, seed
 
 
-def _size(ex, x) -> tuple[int, int]:
-    h, w = image_size(ex)
-    if h is None or w is None:  # a model with symbolic spatial dims: take them from the input
-        h, w = x.shape[2:4] if ex.model.layout == "NCHW" else x.shape[1:3]
-    return int(h), int(w)
+@dataclass(frozen=True)
+class RandomOptions(Options):
+    seed: int = seed()
+    cell: int = option(1, "Pixels per side of a random block.", low=1, high=1 << 16)
 
 
-@method("random")
-def random_map(ex, x, targets, layer, seed: int = 0, cell: int = 1):
+def random_map(runner, x, targets, layer, o: RandomOptions, batch_size: int) -> Explanation:
     """Uniform noise per pixel (or per `cell`×`cell` block): the chance level of every metric.
 
     Seeded by `seed` and the image's bytes: the same image always gets the same map, whatever the batch, and
     two images (or an image and its noisy copy) get unrelated maps."""
-    if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
-        raise OnnxcamError(f"cell must be an integer >= 1 (pixels per random block); got {cell!r}")
-    logits, chosen = forward_top1(ex, x, targets)
-    h, w = _size(ex, x)
+    logits, chosen = forward_top1(runner, x, targets, batch_size)
+    h, w = image_size(runner.model, x)
+    cell = o.cell
     keys = [zlib.crc32(np.ascontiguousarray(image).tobytes()) for image in x]
-    coarse = [np.random.default_rng([seed, k]).random((-(-h // cell), -(-w // cell))) for k in keys]
+    coarse = [np.random.default_rng([o.seed, k]).random((-(-h // cell), -(-w // cell))) for k in keys]
     maps = np.stack([np.kron(c, np.ones((cell, cell)))[:h, :w] for c in coarse])
-    return Explanation(method="random", heatmap=normalize_maps(maps).astype(np.float32), logits=logits, target=chosen,
-                       extras={"seed": seed})
+    return Explanation(method="random", heatmap=normalize(NumpyArrays, maps).astype(np.float32), logits=logits,
+                       target=chosen, extras={"seed": o.seed})
 
 
-@method("center")
-def center_map(ex, x, targets, layer, sigma: float = 0.25):
+@dataclass(frozen=True)
+class CenterOptions(Options):
+    sigma: float = option(0.25, "Width of the Gaussian, a fraction of the image's shorter side.", kind="float", low=0,
+                          strict=True)
+
+
+def center_map(runner, x, targets, layer, o: CenterOptions, batch_size: int) -> Explanation:
     """exp(−r²/(2(σ·min(H, W))²)) around the image center: photographers' bias, no look at the model."""
-    if not np.isfinite(sigma) or sigma <= 0:
-        raise OnnxcamError(f"sigma must be a finite number > 0 (a fraction of the image side); got {sigma!r}")
-    logits, chosen = forward_top1(ex, x, targets)
-    h, w = _size(ex, x)
+    logits, chosen = forward_top1(runner, x, targets, batch_size)
+    h, w = image_size(runner.model, x)
     yy, xx = np.mgrid[:h, :w]
     r2 = (yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2
-    one = np.exp(-r2 / (2 * (sigma * min(h, w)) ** 2))
-    maps = normalize_maps(np.repeat(one[None], len(x), axis=0))
+    one = np.exp(-r2 / (2 * (o.sigma * min(h, w)) ** 2))
+    maps = normalize(NumpyArrays, np.repeat(one[None], len(x), axis=0))
     return Explanation(method="center", heatmap=maps.astype(np.float32), logits=logits, target=chosen)
+
+
+register(EngineOnly("random", RandomOptions, random_map))
+register(EngineOnly("center", CenterOptions, center_map))

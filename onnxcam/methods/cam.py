@@ -1,61 +1,63 @@
-"""The Grad-CAM family: one forward and one backward pass to the layer, then a weighting of A by G."""
+"""The Grad-CAM family: one row per image; the weighting of A by G, once for the engine and the export."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from . import method
-from .common import cam_explanation, layer_pass
+from . import register
+from .definition import Gradient, Single
+from .options import Options, score
+
+HW, K = (-2, -1), -3  # grid axes of (…, K, h, w)
 
 
-def relu(a: np.ndarray) -> np.ndarray:
-    return np.maximum(a, 0)
+@dataclass(frozen=True)
+class CamOptions(Options):
+    score: str = score()
 
 
-def weighted(w: np.ndarray, acts: np.ndarray) -> np.ndarray:
+def single(o):
+    return Single()
+
+
+def gradient(ops, row, o):
+    return {"g": row.g}
+
+
+def weighted(ops, w, a):
     """ReLU(Σ_k w_k A^k)."""
-    return relu(np.einsum("nk,nkhw->nhw", w, acts))
+    return ops.relu(ops.sum(w * a, K))
 
 
-def gradcam_weights(acts, grads):
-    return grads.mean(axis=(2, 3))
+def gradcam(ops, s, ctx, o):
+    """w_k = mean_ij G^k_ij."""
+    return {"map": weighted(ops, ops.mean(s["g"], HW, keepdims=True), ctx.a)}
 
 
-def gradcam_pp_weights(acts, grads):
-    """α = G² / (2G² + Σ_ab A · G³ + 1e-6), 0 where G = 0; w = Σ_ij ReLU(G) α."""
-    g2 = grads**2
-    alpha = g2 / (2 * g2 + acts.sum(axis=(2, 3), keepdims=True) * g2 * grads + 1e-6)
-    alpha = np.where(grads != 0, alpha, 0)
-    return (relu(grads) * alpha).sum(axis=(2, 3))
+def gradcam_pp(ops, s, ctx, o):
+    """α = G² / (2G² + Σ_ab A · G³ + 1e-6), 0 where G = 0; w_k = Σ_ij ReLU(G) α."""
+    g, a = s["g"], ctx.a
+    g2 = g * g
+    alpha = ops.where_zero(g, 0.0, g2 / (2 * g2 + ops.sum(a, HW, keepdims=True) * g2 * g + 1e-6))
+    return {"map": weighted(ops, ops.sum(ops.relu(g) * alpha, HW, keepdims=True), a)}
 
 
-def xgradcam_weights(acts, grads):
-    return (grads * acts / (acts.sum(axis=(2, 3), keepdims=True) + 1e-7)).sum(axis=(2, 3))
+def xgradcam(ops, s, ctx, o):
+    """w_k = Σ_ij G^k A^k / (Σ_ab A^k + 1e-7)."""
+    a = ctx.a
+    return {"map": weighted(ops, ops.sum(s["g"] * a / (ops.sum(a, HW, keepdims=True) + 1e-7), HW, keepdims=True), a)}
 
 
-def _pooled(name: str, weights):
-    @method(name)
-    def explain(ex, x, targets, layer, score: str = "logit", batch_size: int | None = None):
-        logits, chosen, acts, grads = layer_pass(ex, x, targets, layer, score, batch_size)
-        return cam_explanation(ex, name, layer, weighted(weights(acts, grads), acts), logits, chosen)
-
-    return explain
+def layercam(ops, s, ctx, o):
+    """Σ_k ReLU(G^k) ⊙ A^k, element-wise."""
+    return {"map": ops.relu(ops.sum(ops.relu(s["g"]) * ctx.a, K))}
 
 
-gradcam = _pooled("gradcam", gradcam_weights)
-gradcam_pp = _pooled("gradcam++", gradcam_pp_weights)
-xgradcam = _pooled("xgradcam", xgradcam_weights)
-
-
-@method("layercam")
-def layercam(ex, x, targets, layer, score: str = "logit", batch_size: int | None = None):
-    """Σ_k ReLU(G^k) ⊙ A^k, element-wise (no pooling of the gradients)."""
-    logits, chosen, acts, grads = layer_pass(ex, x, targets, layer, score, batch_size)
-    return cam_explanation(ex, "layercam", layer, relu((relu(grads) * acts).sum(1)), logits, chosen)
-
-
-@method("hirescam")
-def hirescam(ex, x, targets, layer, score: str = "logit", batch_size: int | None = None):
+def hirescam(ops, s, ctx, o):
     """Σ_k G^k ⊙ A^k: the gradient kept at full resolution."""
-    logits, chosen, acts, grads = layer_pass(ex, x, targets, layer, score, batch_size)
-    return cam_explanation(ex, "hirescam", layer, relu((grads * acts).sum(1)), logits, chosen)
+    return {"map": ops.relu(ops.sum(s["g"] * ctx.a, K))}
+
+
+for name, finish in {"gradcam": gradcam, "gradcam++": gradcam_pp, "xgradcam": xgradcam, "layercam": layercam,
+                     "hirescam": hirescam}.items():
+    register(Gradient(name, CamOptions, "layer", single, gradient, finish))

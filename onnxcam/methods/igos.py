@@ -15,11 +15,12 @@ import cv2
 import numpy as np
 
 from ..autodiff import grad_name
-from ..engine import Explanation
-from ..errors import OnnxcamError
+from ..errors import OnnxcamError, UsageError
+from ..explanation import Explanation
 from ..image import IMAGENET_STD
-from . import method
-from .common import batch_rows, positive_int
+from . import register
+from .definition import EngineOnly
+from .options import Options, option, seed, steps
 from .smooth import noise as standard_normal
 
 ETA0, SHRINK, ETA_MIN, ARMIJO = 200.0, 0.2, 1e-5, 1e-4  # line search: η₀, η ← 0.2η while η ≥ 1e-5, c in Armijo
@@ -188,9 +189,19 @@ def line_search(pb: Problem, mask, d, loss, l1, p):
     return mask, p, eta
 
 
-@method("igos")
-def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float = 1.0, tv: float = 20.0,
-         ig_steps: int = 20, noise: float | None = None, seed: int = 0, batch_size: int | None = None):
+@dataclass(frozen=True)
+class IgosOptions(Options):
+    size: int = option(28, "Side of the optimized mask (size × size).", low=2, high=1 << 16, flag="mask-size")
+    iterations: int = option(15, "Descent iterations.", low=1, high=10_000)
+    l1: float = option(1.0, "Weight of the mask's L1 term.", kind="float", low=0)
+    tv: float = option(20.0, "Weight of the mask's total variation.", kind="float", low=0)
+    ig_steps: int = steps(20)
+    noise: float | None = option(None, "Std of the path noise in the model's input space (default: 0.2 in "
+                                 "ImageNet-normalized units).", kind="float", low=0, optional=True)
+    seed: int = seed()
+
+
+def igos(ex, x, targets, layer, o: IgosOptions, batch: int) -> Explanation:
     """min_M p_c(x ⊙ M̂ + x̃ ⊙ (1 − M̂)) + λ1·mean|1 − M| + λ2·TV(M) over M ∈ [0, 1]^{s×s}, from M = 1.
 
     Descent direction: the integrated gradient of the score along x̃ + (k/S)·M̂ ⊙ (x − x̃), k = 1..S, each point
@@ -206,19 +217,13 @@ def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float 
     nchw = ex.model.layout == "NCHW"
     image = x if nchw else np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # internally (N, C, H, W)
     h, w = image.shape[2:]
-    s = positive_int("size", size, min(h, w))
-    if s < 2:
-        raise OnnxcamError(f"size must be an integer in 2..{min(h, w)} (the mask is size × size); got {size!r}")
-    n_iter, n_path = positive_int("iterations", iterations), positive_int("ig_steps", ig_steps)
-    for label, value in (("l1", l1), ("tv", tv)) + ((("noise", noise),) if noise is not None else ()):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
-            raise OnnxcamError(f"{label} must be a finite number >= 0; got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise OnnxcamError(f"seed must be an integer >= 0; got {seed!r}")
+    s = o.size
+    if s > min(h, w):
+        raise UsageError(f"size must be an integer in 2..{min(h, w)} (the mask is size × size); got {s!r}")
+    n_iter, n_path, l1, tv, noise, seed = o.iterations, o.ig_steps, o.l1, o.tv, o.noise, o.seed
 
     name = ex.model.image_input
-    graph = ex.graph((name,), "prob")
-    batch = batch_rows(batch_size)
+    graph = ex.session((name,), "prob")
 
     def run(make_rows, n_rows, row_targets, kind):
         def rows(r):
@@ -262,3 +267,6 @@ def igos(ex, x, targets, layer, size: int = 28, iterations: int = 15, l1: float 
               "l1": lam1, "rows": {**pb.rows, "total": sum(pb.rows.values())}}
     return Explanation(method="igos", heatmap=np.clip(1 - pb.upsample(mask), 0, 1).astype(np.float32), logits=logits,
                        target=pb.target, cam=saliency.astype(np.float32), extras=extras)
+
+
+register(EngineOnly("igos", IgosOptions, igos))

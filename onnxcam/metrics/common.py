@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OnnxcamError
-from ..methods.common import batch_rows
+from ..runner import batch_rows
 
 
 @dataclass
@@ -73,7 +73,7 @@ def check_targets(ex, x_model: np.ndarray, targets, batch_size=None) -> np.ndarr
 
 def forward(ex, make_rows: Callable, n_rows: int, row_targets: np.ndarray, batch_size=None) -> np.ndarray:
     """Logits of rows built lazily by make_rows(indices) in the model's layout, `batch_size` rows per run."""
-    graph = ex.graph((), "logit")
+    graph = ex.session((), "logit")
     out = None
     for p in graph.stream(make_rows, n_rows, np.asarray(row_targets, np.int64), batch_rows(batch_size), []):
         if out is None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..autodiff import grad_name
 from ..errors import OnnxcamError
-from ..methods.common import batch_rows
+from ..runner import batch_rows
 from .common import check_targets, images, positive, row_scores, scores_of
 from .structure import _group_norms
 
@@ -53,7 +53,7 @@ def worst_direction(g: np.ndarray, norm: str, eps: float, eps2: float, patch: in
 def simple_gradient(ex, xm: np.ndarray, targets: np.ndarray, score: str, batch_size=None):
     """Logits and ∂score/∂x (model layout) per image."""
     name = ex.model.image_input
-    graph = ex.graph((name,), score)
+    graph = ex.session((name,), score)
     logits, grads = [], []
     for p in graph.stream(lambda r: xm[r], len(xm), targets, batch_rows(batch_size), [grad_name(name)]):
         logits.append(p.logits)

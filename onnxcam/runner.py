@@ -1,45 +1,41 @@
-"""Run explainer graphs in ONNX Runtime: cached sessions, rows streamed in chunks of `batch_size`."""
+"""Run explainer graphs in ONNX Runtime: one cached session per graph variant, rows streamed in chunks.
+
+The runner knows graphs and rows, not methods: onnxcam.methods runs on top of it, onnxcam.Explainer above both."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
-from .errors import OnnxcamError
-from .layers import Layer, resolve_layer
+from .errors import OnnxcamError, UsageError
 from .model import Model, load_model
 from .runtime import SharedWeights, make_session, ort_message
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
+MAX_BATCH = 4096
 ORT_ERRORS = (RuntimeError, ValueError, *(getattr(_ort_state, n) for n in (
     "Fail", "InvalidArgument", "RuntimeException", "InvalidGraph", "NotImplemented", "EPFail") if hasattr(_ort_state, n)))
 
 
-@dataclass
-class Explanation:
-    """The result of one explain() call; `cam` for layer methods, `attribution` for input-level ones."""
-
-    method: str
-    heatmap: np.ndarray  # (N, H, W) float32 in [0, 1] at input resolution
-    logits: np.ndarray  # (N, classes) at the explained input
-    target: np.ndarray  # (N,) explained class per image
-    layer: str | None = None
-    cam: np.ndarray | None = None  # (N, h, w) raw map at layer resolution
-    attribution: np.ndarray | None = None  # (N, C, H, W)
-    completeness_gap: np.ndarray | None = None  # (N,) Σ attribution − (score(x) − score(x'))
-    extras: dict = field(default_factory=dict)
+def batch_rows(value: int | None) -> int:
+    """Rows per ONNX Runtime run: the given count, checked, or the default."""
+    if value is None:
+        return DEFAULT_BATCH
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_BATCH:
+        raise UsageError(f"batch_size must be an integer in 1..{MAX_BATCH}; got {value!r}")
+    return int(value)
 
 
 @dataclass
-class Pass:
-    """One chunk of rows from a graph run: row indices plus the named outputs."""
+class Chunk:
+    """One run's worth of rows: their indices, the input fed, the logits and the named outputs."""
 
     rows: np.ndarray
     feed: np.ndarray
@@ -47,8 +43,8 @@ class Pass:
     outputs: dict[str, np.ndarray]
 
 
-class Graph:
-    """A session over one explainer graph; `static_batch` > 0 when the model's batch cannot vary."""
+class Session:
+    """An ONNX Runtime session over one explainer graph; `static_batch` > 0 when the model's batch cannot vary."""
 
     def __init__(self, proto: onnx.ModelProto, device: str, inputs: str, threads: int = 0,
                  weights: SharedWeights | None = None):
@@ -60,7 +56,7 @@ class Graph:
         self.takes_target = TARGET in {i.name for i in self.session.get_inputs()}
         self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32
 
-    def stream(self, make_rows, n_rows: int, targets: np.ndarray, batch_size: int, outputs: list[str]) -> Iterator[Pass]:
+    def stream(self, make_rows, n_rows: int, targets: np.ndarray, batch_size: int, outputs: list[str]) -> Iterator[Chunk]:
         """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily."""
         step = self.static_batch or batch_size
         for start in range(0, n_rows, step):
@@ -84,47 +80,33 @@ class Graph:
             if (targets[rows] >= classes).any():  # models whose class count shape inference could not tell
                 raise OnnxcamError(f"target {int(targets[rows].max())} out of range: the model has {classes} classes "
                                    f"(0..{classes - 1})")
-            yield Pass(rows, feed, result[0], dict(zip(outputs, result[1:])))
+            yield Chunk(rows, feed, result[0], dict(zip(outputs, result[1:])))
 
 
-class Explainer:
-    """Explains one model; graphs and sessions are built on first use and shared by threads."""
+class Runner:
+    """One model's sessions, built on first use, sharing one copy of the weights, and shared by threads."""
 
-    def __init__(self, model, layer: str = "auto", device: str = "auto", input_size: tuple[int, int] | None = None,
-                 threads: int = 0):
+    def __init__(self, model, device: str = "auto", input_size: tuple[int, int] | None = None, threads: int = 0):
         """`threads`: ONNX Runtime's intra-op threads per session (0: one per core); workers sharing a machine set 1."""
         self.model: Model = load_model(model, input_size)
         self.device = device
         self.threads = threads
-        self.layer: Layer = resolve_layer(self.model, layer)
-        self._graphs: dict[tuple, Graph] = {}
-        self._weights: SharedWeights | None = None  # one copy for every graph's session, made with the first
+        self._sessions: dict[tuple, Session] = {}
+        self._weights: SharedWeights | None = None  # one copy for every session, made with the first
         self._lock = threading.Lock()
 
-    @property
-    def layers(self) -> list[str]:
-        from .layers import candidate_layers
-
-        return [x.name for x in candidate_layers(self.model)]
-
-    def graph(self, wrt: tuple[str, ...], score: str, expose: tuple[str, ...] = (), tail: str | None = None) -> Graph:
-        """The cached session for ∂score/∂wrt; `tail` cuts the network at that layer (activation-space paths)."""
+    def session(self, wrt: tuple[str, ...], score: str, expose: tuple[str, ...] = (), tail: str | None = None) -> Session:
+        """The cached session for ∂score/∂wrt (forward only when wrt is empty); `tail` cuts the network at that layer
+        (activation-space paths)."""
         key = (wrt, score, expose, tail)
         with self._lock:
-            if key not in self._graphs:
+            if key not in self._sessions:
                 model = self.model if tail is None else _tail_model(self.model, tail)
                 proto = explainer_graph(model, list(wrt), score, expose) if wrt else forward_graph(model, expose)
                 if self._weights is None:
                     self._weights = SharedWeights(self.model.proto)
-                self._graphs[key] = Graph(proto, self.device, model.image_input, self.threads, self._weights)
-            return self._graphs[key]
-
-    def explain(self, x, method: str = "gradcam", target=None, layer: str | None = None, **options) -> Explanation:
-        from .methods import run_method
-
-        x = self.check_input(x)
-        chosen = self.layer if layer is None else resolve_layer(self.model, layer)
-        return run_method(self, method, x, self.targets(target, len(x)), chosen, **options)
+                self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._weights)
+            return self._sessions[key]
 
     def check_input(self, x) -> np.ndarray:
         x = np.asarray(x)

@@ -1,0 +1,197 @@
+"""The small array interface method definitions are written against: numpy for the engine, ONNX nodes for export.
+
+A definition uses Python's arithmetic operators and the functions below, with negative axes, so the same code
+runs on a chunk of rows (R, ...) in numpy and on the step-stacked tensors (S, N, ...) of an exported graph."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+
+from ..opencv import cv2
+
+
+class NumpyArrays:
+    """The interface on numpy arrays (the engine)."""
+
+    @staticmethod
+    def relu(t):
+        return np.maximum(t, 0)
+
+    @staticmethod
+    def abs(t):
+        return np.abs(t)
+
+    @staticmethod
+    def where_zero(t, value, otherwise):
+        """`value` where t == 0, else `otherwise`."""
+        return np.where(t == 0, value, otherwise)
+
+    @staticmethod
+    def div_or_zero(num, den):
+        """num / den, 0 where den == 0."""
+        return np.divide(num, den, out=np.zeros(np.broadcast_shapes(np.shape(num), np.shape(den))), where=den != 0)
+
+    @staticmethod
+    def sum(t, axis, keepdims: bool = False):
+        return t.sum(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def mean(t, axis, keepdims: bool = False):
+        return t.mean(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(t, axis, keepdims: bool = False):
+        return t.max(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def min(t, axis, keepdims: bool = False):
+        return t.min(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def clip(t, low: float, high: float):
+        return np.clip(t, low, high)
+
+    @staticmethod
+    def resize(maps, size: tuple[int, int]):
+        """(N, h, w) → (N, H, W), bilinear with half-pixel centers (OpenCV INTER_LINEAR)."""
+        h, w = size
+        maps = np.asarray(maps, np.float32)
+        return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps])
+
+    @staticmethod
+    def grid(t, layer):
+        """(…, K, h, w) view of a layer tensor (…, layer dims): channels-last transposed, class tokens dropped."""
+        if layer.layout == "NCHW":
+            return t
+        if layer.layout == "NTD":
+            h, w = layer.grid
+            t = t[..., layer.class_tokens :, :]
+            t = t.reshape(*t.shape[:-2], h, w, t.shape[-1])
+        return np.moveaxis(t, -1, -3)
+
+
+class Symbol:
+    """A tensor of an ONNX graph under construction; operators emit nodes."""
+
+    __array_ufunc__ = None  # numpy array ⊕ Symbol defers to the Symbol's reflected operator
+
+    def __init__(self, arrays: OnnxArrays, name: str):
+        self.arrays, self.name = arrays, name
+
+    def _bin(self, op: str, other, swap: bool = False) -> Symbol:
+        a, b = self.name, self.arrays.lift(other).name
+        return self.arrays.node(op, *((b, a) if swap else (a, b)))
+
+    def __add__(self, o):
+        return self._bin("Add", o)
+
+    def __radd__(self, o):
+        return self._bin("Add", o, swap=True)
+
+    def __sub__(self, o):
+        return self._bin("Sub", o)
+
+    def __rsub__(self, o):
+        return self._bin("Sub", o, swap=True)
+
+    def __mul__(self, o):
+        return self._bin("Mul", o)
+
+    def __rmul__(self, o):
+        return self._bin("Mul", o, swap=True)
+
+    def __truediv__(self, o):
+        return self._bin("Div", o)
+
+    def __rtruediv__(self, o):
+        return self._bin("Div", o, swap=True)
+
+    def __neg__(self):
+        return self.arrays.node("Neg", self.name)
+
+    def __pow__(self, k: int):
+        if k != int(k) or k < 1:
+            raise ValueError("only positive integer powers are emitted")
+        out = self
+        for _ in range(int(k) - 1):
+            out = out * self
+        return out
+
+    def __getitem__(self, index: slice) -> Symbol:
+        """Slices along the first axis (the step axis of an exported graph)."""
+        start, stop = index.start or 0, np.iinfo(np.int64).max if index.stop is None else index.stop
+        return self.arrays.node("Slice", self.name, *map(self.arrays.ints, ([start], [stop], [0])))
+
+
+class OnnxArrays:
+    """The interface emitting ONNX nodes through the autodiff Builder (the exporter)."""
+
+    def __init__(self, builder):
+        self.b = builder
+
+    def node(self, op: str, *inputs: str, **attrs) -> Symbol:
+        return Symbol(self, self.b.op(op, *inputs, **attrs))
+
+    def lift(self, v) -> Symbol:
+        if isinstance(v, Symbol):
+            return v
+        return Symbol(self, self.b.const(np.asarray(v, np.float32), dtype=np.float32))
+
+    def ints(self, values) -> str:
+        return self.b.ints(values)
+
+    def relu(self, t: Symbol) -> Symbol:
+        return self.node("Relu", t.name)
+
+    def abs(self, t: Symbol) -> Symbol:
+        return self.node("Abs", t.name)
+
+    def where_zero(self, t: Symbol, value, otherwise) -> Symbol:
+        zero = self.node("Equal", t.name, self.lift(0.0).name)
+        return self.node("Where", zero.name, self.lift(value).name, self.lift(otherwise).name)
+
+    def div_or_zero(self, num, den: Symbol) -> Symbol:
+        safe = self.where_zero(den, 1.0, den)
+        return self.where_zero(den, 0.0, self.lift(num) / safe)
+
+    def _reduce(self, op: str, t: Symbol, axis, keepdims: bool) -> Symbol:
+        axes = [axis] if isinstance(axis, int) else list(axis)
+        return Symbol(self, self.b.reduce(op, t.name, axes, keepdims=int(keepdims)))
+
+    def sum(self, t, axis, keepdims: bool = False):
+        return self._reduce("ReduceSum", t, axis, keepdims)
+
+    def mean(self, t, axis, keepdims: bool = False):
+        return self._reduce("ReduceMean", t, axis, keepdims)
+
+    def max(self, t, axis, keepdims: bool = False):
+        return self._reduce("ReduceMax", t, axis, keepdims)
+
+    def min(self, t, axis, keepdims: bool = False):
+        return self._reduce("ReduceMin", t, axis, keepdims)
+
+    def clip(self, t: Symbol, low: float, high: float) -> Symbol:
+        return self.node("Clip", t.name, self.lift(low).name, self.lift(high).name)
+
+    def resize(self, maps: Symbol, size: tuple[int, int]) -> Symbol:
+        """Resize linear, half_pixel: OpenCV's INTER_LINEAR when upscaling."""
+        four = self.node("Unsqueeze", maps.name, self.ints([1]))
+        sizes = self.node("Concat", self.node("Shape", four.name, end=2).name, self.ints(list(size)), axis=0)
+        resized = self.node("Resize", four.name, "", "", sizes.name, mode="linear",
+                            coordinate_transformation_mode="half_pixel")
+        return self.node("Squeeze", resized.name, self.ints([1]))
+
+    def grid(self, t: Symbol, layer) -> Symbol:
+        """(S, N, K, h, w) from a layer tensor (S, N, layer dims)."""
+        if layer.layout == "NCHW":
+            return t
+        if layer.layout == "NTD":
+            h, w = layer.grid
+            tokens = self.node("Slice", t.name, self.ints([layer.class_tokens]), self.ints([np.iinfo(np.int64).max]),
+                               self.ints([2]))
+            t = self.node("Reshape", tokens.name, self.ints([0, 0, h, w, layer.shape[2]]))
+        return self.node("Transpose", t.name, perm=[0, 1, 4, 2, 3])
+
+    def cast_float(self, name: str, elem_type: int) -> Symbol:
+        return Symbol(self, name) if elem_type == TensorProto.FLOAT else self.node("Cast", name, to=TensorProto.FLOAT)

@@ -1,0 +1,188 @@
+"""The engine's side of a gradient method: stream its rows through ONNX Runtime in chunks, sum each image's
+contributions in float64, reduce, and turn the map into a heatmap with a per-image validity flag."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff import grad_name
+from ..explanation import Explanation
+from ..layers import Layer
+from .arrays import NumpyArrays as NP
+from .common import baseline_like, forward, image_size, score_of
+from .definition import Context, EngineOnly, Gradient, Noise, Path, Row, Single
+from .maps import cam_heatmap, flat_maps, normalize, pixel_map
+from .options import Options
+from .smooth import noise
+
+
+def run(runner, definition: Gradient | EngineOnly, x: np.ndarray, targets: np.ndarray, layer: Layer | None,
+        options: Options, batch_size: int) -> Explanation:
+    if isinstance(definition, EngineOnly):
+        return definition.run(runner, x, targets, layer, options, batch_size)
+    return _Run(runner, definition, x, targets, layer, options, batch_size).explanation()
+
+
+def interpolate(x: np.ndarray, base: np.ndarray, alphas: np.ndarray):
+    """make_rows for row r = image · S + step: x' + α_step (x − x'), and x itself at α = 1 (as exported graphs)."""
+    s = len(alphas)
+
+    def rows(r: np.ndarray) -> np.ndarray:
+        i, k = np.divmod(r, s)
+        a = alphas[k].reshape(-1, *([1] * (x.ndim - 1))).astype(np.float32)
+        out = base[i] + a * (x[i] - base[i])
+        end = alphas[k] == 1
+        out[end] = x[i[end]]
+        return out
+
+    return rows
+
+
+def noisy(x: np.ndarray, plan: Noise):
+    """make_rows for row r = image · samples + k: x + σ·range(x)·ε_k, ε seeded per (image, k)."""
+    flat = x.reshape(len(x), -1)
+    spread = plan.sigma * (flat.max(1) - flat.min(1))
+
+    def rows(r: np.ndarray) -> np.ndarray:
+        i, k = np.divmod(r, plan.samples)
+        return np.stack([x[a] + spread[a] * noise(plan.seed, a, b, x.shape[1:]) for a, b in zip(i, k)])
+
+    return rows
+
+
+class _Run:
+    def __init__(self, runner, d: Gradient, x, targets, layer, o, batch_size: int):
+        self.runner, self.d, self.x, self.targets, self.layer, self.o = runner, d, x, targets, layer, o
+        self.batch = batch_size
+        self.model = runner.model
+        self.sums: dict[str, np.ndarray] = {}
+        self.rows = {"gradient": 0, "forward": 0}
+
+    def grid(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, np.float64)
+        return NP.grid(t, self.layer) if self.layer is not None else t
+
+    def add(self, images: np.ndarray, row: Row) -> None:
+        """Sum one chunk's contributions into their images."""
+        for name, t in self.d.contribution(NP, row, self.o).items():
+            t = np.asarray(t, np.float64)
+            total = self.sums.setdefault(name, np.zeros((len(self.x), *t.shape[1:])))
+            for i in np.unique(images):
+                total[i] += t[images == i].sum(0)
+
+    def explanation(self) -> Explanation:
+        plan = self.d.rows(self.o)
+        if isinstance(plan, Single):
+            logits, chosen, acts = self.single()
+            base, delta = None, None
+        else:
+            logits, chosen, acts, base, y0 = self.path_or_noise(plan)
+        ctx = Context(x=self.x.astype(np.float64), image_axes=tuple(range(1 - self.x.ndim, 0)), baseline=base)
+        if self.layer is not None:
+            ctx.a = self.grid(acts)
+            ctx.channels, ctx.grid = ctx.a.shape[1], ctx.a.shape[2:]
+        out = dict(self.d.finish(NP, self.sums, ctx, self.o))
+        result, total = out.pop("map"), out.pop("total", None)
+        extras = {**out, "rows": self.rows}
+        gap = None
+        if total is not None:
+            y1 = np.array([score_of(logits[i], chosen[i], self.o.score) for i in range(len(self.x))])
+            delta = y1 - (y0 if not np.isnan(y0).any() else self.baseline_scores(base, chosen))
+            gap, extras["score_delta"] = total - delta, delta
+        if self.layer is not None:
+            return cam_explanation(self.runner, self.x, self.d.name, self.layer, result, logits, chosen,
+                                   completeness_gap=gap, extras=extras)
+        axis = 1 if self.model.layout == "NCHW" else self.x.ndim - 1
+        pixel = pixel_map(NP, result, axis, self.d.reduce)
+        flat = flat_maps(pixel)
+        heatmap = np.where(flat[:, None, None], 0, normalize(NP, pixel)).astype(np.float32)
+        return Explanation(method=self.d.name, heatmap=heatmap, logits=logits, target=chosen,
+                           attribution=result.astype(np.float32), completeness_gap=gap, extras=extras, valid=~flat)
+
+    def names(self, wrt: str) -> list[str]:
+        return [self.layer.name, grad_name(wrt)] if self.layer is not None else [grad_name(wrt)]
+
+    def wrt(self) -> str:
+        return self.layer.name if self.layer is not None else self.model.image_input
+
+    def single(self):
+        """One gradient row per image: logits, classes and A come with the gradient."""
+        wrt = self.wrt()
+        expose = (self.layer.name,) if self.layer is not None else ()
+        session = self.runner.session((wrt,), self.o.score, expose=expose)
+        logits, acts = [], []
+        for c in session.stream(lambda r: self.x[r], len(self.x), self.targets, self.batch, self.names(wrt)):
+            a = self.grid(c.outputs[self.layer.name]) if self.layer is not None else None
+            self.add(c.rows, Row(g=self.grid(c.outputs[grad_name(wrt)]), w=np.ones(len(c.rows)), a=a))
+            logits.append(c.logits)
+            acts.append(c.outputs[self.layer.name] if self.layer is not None else None)
+        self.rows["gradient"] = len(self.x)
+        logits = np.concatenate(logits)
+        chosen = np.where(self.targets < 0, logits.argmax(-1), self.targets)
+        return logits, chosen, np.concatenate(acts) if self.layer is not None else None
+
+    def path_or_noise(self, plan: Path | Noise):
+        """A forward row per image (logits, classes, A at x), then the plan's gradient rows, S per image."""
+        n, x = len(self.x), self.x
+        expose = (self.layer.name,) if self.layer is not None else ()
+        logits, chosen, exposed = forward(self.runner, x, self.targets, self.batch, expose)
+        self.rows["forward"] += n
+        acts = exposed[0] if exposed else None
+        wrt, base = self.wrt(), None
+        if isinstance(plan, Noise):
+            s, weights, make_rows = plan.samples, np.full(plan.samples, 1 / plan.samples), noisy(x, plan)
+            session = self.runner.session((wrt,), self.o.score, expose=expose)
+        else:
+            s, weights = len(plan.alphas), np.asarray(plan.weights, np.float64)
+            base = baseline_like(plan.baseline, x, self.model)
+            if plan.space == "activation":
+                _, _, (base_acts,) = forward(self.runner, base, chosen, self.batch, expose)
+                self.rows["forward"] += n
+                session = self.runner.session((wrt,), self.o.score, tail=wrt)
+                make_rows = interpolate(acts, base_acts, plan.alphas)
+            else:
+                session = self.runner.session((wrt,), self.o.score, expose=expose)
+                make_rows = interpolate(x, base, plan.alphas)
+        alphas = plan.alphas if isinstance(plan, Path) else None
+        y0 = np.full(n, np.nan)
+        carry = None
+        names = self.names(wrt) if not (isinstance(plan, Path) and plan.space == "activation") else [grad_name(wrt)]
+        for c in session.stream(make_rows, n * s, np.repeat(chosen, s), self.batch, names):
+            images, k = np.divmod(c.rows, s)
+            g = self.grid(c.outputs[grad_name(wrt)])
+            a = None
+            if self.layer is not None:
+                a = self.grid(c.feed if names[0] != self.layer.name else c.outputs[self.layer.name])
+            w = weights[k].reshape(-1, *[1] * (g.ndim - 1))
+            if alphas is not None:
+                for j in np.flatnonzero(alphas[k] == 0):
+                    y0[images[j]] = score_of(c.logits[j], chosen[images[j]], self.o.score)
+            if self.d.pairs:
+                prev_g = g[:-1] if carry is None else np.concatenate([carry[0], g[:-1]])
+                prev_a = a[:-1] if carry is None else np.concatenate([carry[1], a[:-1]])
+                if carry is None:  # the first chunk starts at step 0, which has no pair
+                    prev_g, prev_a = np.concatenate([g[:1], prev_g]), np.concatenate([a[:1], prev_a])
+                carry = (g[-1:], a[-1:])
+                on = k >= 1
+                row = Row(g=g[on], w=w[on], a=a[on], prev=Row(g=prev_g[on], w=w[on], a=prev_a[on]))
+                self.add(images[on], row)
+            else:
+                self.add(images, Row(g=g, w=w, a=a))
+        self.rows["gradient"] = n * s
+        return logits, chosen, acts, base, y0
+
+    def baseline_scores(self, base: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """score(x') by forward rows: one when every image shares the baseline."""
+        shared = all(np.array_equal(base[0], base[i]) for i in range(1, len(base)))
+        b = 1 if shared else len(base)
+        logits, _ = forward(self.runner, base[:b], chosen[:b], self.batch)[:2]
+        self.rows["forward"] += b
+        return np.array([score_of(logits[0 if shared else i], chosen[i], self.o.score) for i in range(len(base))])
+
+
+def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logits, chosen, **extra) -> Explanation:
+    """A layer map with its heatmap at the input's size; a flat map's heatmap is zero and its image not valid."""
+    flat = flat_maps(cam)
+    heatmap = cam_heatmap(NP, np.where(flat[:, None, None], 0, cam).astype(np.float32), image_size(runner.model, x))
+    return Explanation(method=method, heatmap=heatmap.astype(np.float32), logits=logits, target=chosen,
+                       layer=layer.name, cam=np.asarray(cam, np.float32), valid=~flat, **extra)
