@@ -459,89 +459,23 @@ def evaluate_command(model, images, labels_csv, methods, metric_texts, json_path
                                        deletion_step=deletion_step, seed=seed, batch_size=batch_size,
                                        method_options={k: v for o in method_opts.values() for k, v in o.items()})
     _refuse_folders(images)
-    metrics = ev.parse_metrics(metric_texts)
-    paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]
-    labels = ev.read_labels(labels_csv) if labels_csv is not None else None
-    requested = {p: ev.label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
-    for p in paths:
-        if not p.is_file():
-            raise OnnxcamError(f"image not found: {p}")
-    ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size))
-    prep = _preprocessing(ex.model, mean, std, layout)
-    classes = ex.num_classes
-    for p, k in requested.items():
-        if classes and k is not None and k >= classes:
-            raise OnnxcamError(f"labels CSV {labels_csv}: class_index {k} of {p.name} is out of range: "
-                               f"the model has {classes} classes (0..{classes - 1})")
-    log_path = log_path or json_path.with_suffix(".jsonl")
-    png_path = json_path.with_name(json_path.stem + "_curves.png")
-    protected = {q.resolve() for q in [*paths, Path(model), *([labels_csv] if labels_csv else [])]}
-    for target in (json_path, log_path, png_path):
-        if target.resolve() in protected:
-            raise OnnxcamError(f"output {target} would overwrite an input; choose another --json")
-    if log_path.resolve() in {json_path.resolve(), png_path.resolve()}:
-        raise OnnxcamError(f"--log {log_path} is also the summary or the curves file; choose another name")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    settings = ev.Settings(
-        model=os.path.abspath(model) + f"#{os.path.getsize(model)}",
-        layer=ex.layer.name if any(registry.get(m).needs_layer for m in methods) else None,
-        preprocessing=[prep.size, prep.mean, prep.std, prep.layout],
-        metric_options={"deletion_step": deletion_step, "seed": seed},
-        method_options={m: registry.options(m, method_opts[m]).asdict() for m in methods})
-    run_options = {m: {**method_opts[m], **({"batch_size": batch_size} if batch_size else {})} for m in methods}
-    params = {"step": deletion_step, "batch_size": batch_size, "seed": seed}
-    known = ev.known_values(outputs.read_jsonl(log_path))
-    keys = {(p, m): ev.pair_key(p, m, requested[p], settings.key(m)) for p in paths for m in methods}
-    todo = [(p, m) for p in paths for m in methods if not known.get(keys[p, m], {}).get("error")
-            and any(k not in known.get(keys[p, m], {}).get("values", {}) for k in metrics)]
-    if len(todo) < len(keys):
-        click.echo(f"reusing {len(keys) - len(todo)} finished (image, method) pair(s) from {log_path}", err=True)
-    inputs: dict[Path, np.ndarray] = {}
-    with click.progressbar(todo, label="evaluating", file=sys.stderr, hidden=len(todo) < 2,
-                           item_show_func=lambda t: f"{t[0].name} {t[1]}" if t else "") as bar:
-        for p, m in bar:
-            if p not in inputs:
-                inputs.clear()
-                x, _ = prep(read_rgb(p))
-                if not np.isfinite(x).all():
-                    raise OnnxcamError(f"normalizing {p} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
-                                       "values; check --mean and --std")
-                inputs[p] = x[None]
-            entry = known.get(keys[p, m], {"values": {}, "curves": {}})
-            missing = [k for k in metrics if k not in entry["values"]]
-            try:
-                # no label: each method explains the top-1 class its own forward rows find
-                result = ev.evaluate_pair(ex, inputs[p], m, requested[p], missing, run_options[m], params)
-            except OnnxcamError as e:  # one pair's failure (say, an all-zero map) must not stop a long run
-                result = {"target": requested[p], "values": {}, "curves": {}, "error": str(e)}
-                click.echo(f"\nwarning: {p.name} {m}: {e}", err=True)
-            record = {"image": os.path.abspath(p), "method": m, "requested": requested[p], "settings": settings.key(m),
-                      **result}
-            outputs.append_jsonl(log_path, record)
-            known[keys[p, m]] = {"values": {**entry["values"], **result["values"]},
-                                 "curves": {**entry["curves"], **result["curves"]}, "target": result["target"],
-                                 "error": result.get("error")}
-    per_image = {m: {str(p): {k: known[keys[p, m]]["values"].get(k) for k in metrics} for p in paths} for m in methods}
-    curves = {m: {c: [known[keys[p, m]]["curves"].get(c) for p in paths] for c in ev.CURVES if c in metrics} for m in methods}
-    summary = ev.summarize(per_image, metrics, curves)
-    failures = [{"image": str(p), "method": m, "error": known[keys[p, m]]["error"]}
-                for p in paths for m in methods if known.get(keys[p, m], {}).get("error")]
-    report = {**summary, "metrics": metrics, "better": {k: ev.METRICS[k].better for k in metrics},
-              "images": [str(p) for p in paths],
-              "targets": {str(p): known[keys[p, methods[0]]]["target"] for p in paths},
-              "target_source": "labels" if labels is not None else "predicted", "per_image": per_image,
-              "failures": failures,
-              "settings": {m: settings.key(m) for m in methods}, "command": sys.argv,
-              "jsonl": str(log_path), "curves_png": str(png_path) if any(summary["curves"].values()) else None}
-    write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
-    if report["curves_png"]:
-        write_atomic(png_path, png_bytes(ev.curves_png(summary)))
-    click.echo(ev.table(summary, metrics))
-    click.echo(f"{len(paths)} image(s) x {len(methods)} method(s); wrote {json_path}"
-               + (f" and {png_path}" if report["curves_png"] else "") + f" (per pair: {log_path})")
+
+    def bar(todo):
+        with click.progressbar(todo, label="evaluating", file=sys.stderr, hidden=len(todo) < 2,
+                               item_show_func=lambda t: f"{t[0].name} {t[1]}" if t else "") as items:
+            yield from items
+
+    report = ev.run(model, images, methods, json_path=json_path, labels_csv=labels_csv,
+                    metrics=ev.parse_metrics(metric_texts), log_path=log_path, layer=layer, mean=_floats(mean, "--mean"),
+                    std=_floats(std, "--std"), size=size, layout=layout, deletion_step=deletion_step, seed=seed,
+                    batch_size=batch_size, device=device, method_options=method_opts, progress=bar,
+                    warn=lambda text: click.echo(text, err=True))
+    click.echo(ev.table(report, report["metrics"]))
+    click.echo(f"{len(report['images'])} image(s) x {len(methods)} method(s); wrote {json_path}"
+               + (f" and {report['curves_png']}" if report["curves_png"] else "") + f" (per pair: {report['jsonl']})")
+    failures = report["failures"]
     if failures:
         click.echo(f"{len(failures)} (image, method) pair(s) failed and are left out of the means; "
                    f"their errors are under \"failures\" in {json_path}", err=True)
-        if len(failures) == len(keys):
+        if len(failures) == len(report["images"]) * len(methods):
             raise OnnxcamError("every (image, method) pair failed; see the warnings above")

@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -352,3 +353,102 @@ def curves_png(summary: dict) -> np.ndarray:
         cv2.line(img, (lx, y), (lx + 24, y), PALETTE[i % len(PALETTE)], 2, cv2.LINE_AA)
         cv2.putText(img, method, (lx + 30, y + 4), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return img
+
+
+# ------------------------------------------------------------------------------------------- a resumable run
+
+
+def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path | None = None,
+        metrics: list[str] = DEFAULT_METRICS, log_path: Path | None = None, layer: str = "auto", mean=None, std=None,
+        size: int | None = None, layout: str | None = None, deletion_step: int | None = None, seed: int = 0,
+        batch_size: int | None = None, device: str = "auto", method_options: dict[str, dict] | None = None,
+        progress: Callable = iter, warn: Callable[[str], None] = lambda text: None,
+        command: list[str] | None = None) -> dict:
+    """Score `methods` on `images` and write the report (JSON at json_path, curves PNG beside it); returns the report.
+
+    Resumable: each finished (image, method) goes to the JSONL log at once, and a run with the same settings
+    computes only what is missing there. `progress` wraps the list of pairs to do (a progress bar); `warn` gets
+    one-line notes (reused pairs, a pair that failed)."""
+    from . import methods as registry
+    from . import outputs
+    from .explainer import Explainer
+    from .image import model_preprocessing, png_bytes, read_rgb, write_atomic
+
+    methods = check_methods(methods)
+    method_opts = {m: (method_options or {}).get(m, {}) for m in methods}
+    paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]
+    labels = read_labels(labels_csv) if labels_csv is not None else None
+    requested = {p: label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
+    for p in paths:
+        if not p.is_file():
+            raise OnnxcamError(f"image not found: {p}")
+    ex = Explainer(model, layer=layer, device=device, input_size=(size, size) if size else None)
+    prep = model_preprocessing(ex.model, mean, std, layout)
+    classes = ex.num_classes
+    for p, k in requested.items():
+        if classes and k is not None and k >= classes:
+            raise OnnxcamError(f"labels CSV {labels_csv}: class_index {k} of {p.name} is out of range: "
+                               f"the model has {classes} classes (0..{classes - 1})")
+    log_path = log_path or json_path.with_suffix(".jsonl")
+    png_path = json_path.with_name(json_path.stem + "_curves.png")
+    protected = {q.resolve() for q in [*paths, Path(model), *([labels_csv] if labels_csv else [])]}
+    for target in (json_path, log_path, png_path):
+        if target.resolve() in protected:
+            raise OnnxcamError(f"output {target} would overwrite an input; choose another --json")
+    if log_path.resolve() in {json_path.resolve(), png_path.resolve()}:
+        raise OnnxcamError(f"--log {log_path} is also the summary or the curves file; choose another name")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        model=os.path.abspath(model) + f"#{os.path.getsize(model)}",
+        layer=ex.layer.name if any(registry.get(m).needs_layer for m in methods) else None,
+        preprocessing=[prep.size, prep.mean, prep.std, prep.layout],
+        metric_options={"deletion_step": deletion_step, "seed": seed},
+        method_options={m: registry.options(m, method_opts[m]).asdict() for m in methods})
+    run_options = {m: {**method_opts[m], **({"batch_size": batch_size} if batch_size else {})} for m in methods}
+    params = {"step": deletion_step, "batch_size": batch_size, "seed": seed}
+    known = known_values(outputs.read_jsonl(log_path))
+    keys = {(p, m): pair_key(p, m, requested[p], settings.key(m)) for p in paths for m in methods}
+    todo = [(p, m) for p in paths for m in methods if not known.get(keys[p, m], {}).get("error")
+            and any(k not in known.get(keys[p, m], {}).get("values", {}) for k in metrics)]
+    if len(todo) < len(keys):
+        warn(f"reusing {len(keys) - len(todo)} finished (image, method) pair(s) from {log_path}")
+    inputs: dict[Path, np.ndarray] = {}
+    for p, m in progress(todo):
+        if p not in inputs:
+            inputs.clear()
+            x, _ = prep(read_rgb(p))
+            if not np.isfinite(x).all():
+                raise OnnxcamError(f"normalizing {p} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
+                                   "values; check --mean and --std")
+            inputs[p] = x[None]
+        entry = known.get(keys[p, m], {"values": {}, "curves": {}})
+        missing = [k for k in metrics if k not in entry["values"]]
+        try:
+            # no label: each method explains the top-1 class its own forward rows find
+            result = evaluate_pair(ex, inputs[p], m, requested[p], missing, run_options[m], params)
+        except OnnxcamError as e:  # one pair's failure (say, an all-zero map) must not stop a long run
+            result = {"target": requested[p], "values": {}, "curves": {}, "error": str(e)}
+            warn(f"\nwarning: {p.name} {m}: {e}")
+        record = {"image": os.path.abspath(p), "method": m, "requested": requested[p], "settings": settings.key(m),
+                  **result}
+        outputs.append_jsonl(log_path, record)
+        known[keys[p, m]] = {"values": {**entry["values"], **result["values"]},
+                             "curves": {**entry["curves"], **result["curves"]}, "target": result["target"],
+                             "error": result.get("error")}
+    per_image = {m: {str(p): {k: known[keys[p, m]]["values"].get(k) for k in metrics} for p in paths} for m in methods}
+    curves = {m: {c: [known[keys[p, m]]["curves"].get(c) for p in paths] for c in CURVES if c in metrics} for m in methods}
+    summary = summarize(per_image, metrics, curves)
+    failures = [{"image": str(p), "method": m, "error": known[keys[p, m]]["error"]}
+                for p in paths for m in methods if known.get(keys[p, m], {}).get("error")]
+    report = {**summary, "metrics": metrics, "better": {k: METRICS[k].better for k in metrics},
+              "images": [str(p) for p in paths],
+              "targets": {str(p): known[keys[p, methods[0]]]["target"] for p in paths},
+              "target_source": "labels" if labels is not None else "predicted", "per_image": per_image,
+              "failures": failures,
+              "settings": {m: settings.key(m) for m in methods}, "command": list(command if command is not None else sys.argv),
+              "jsonl": str(log_path), "curves_png": str(png_path) if any(summary["curves"].values()) else None}
+    write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+    if report["curves_png"]:
+        write_atomic(png_path, png_bytes(curves_png(summary)))
+    return report

@@ -216,7 +216,7 @@ def test_ig_completeness_gap_shrinks_with_steps():
     for steps in (16, 64):
         r = explainer(str(DEMO)).explain(x, method="ig", steps=steps, quadrature="riemann_left")
         gaps[steps] = abs(float(r.completeness_gap[0]) / float(r.extras["score_delta"][0]))
-        assert r.extras["rows"] == {"gradient": steps, "forward": 2}  # x and the baseline: forward only
+        assert r.extras["rows"] == {"gradient": steps, "forward": 1}  # x; F(x') is the path's α = 0 row
     print(f"\n|gap| / |F(x) − F(x')|: {gaps}")
     assert gaps[64] < gaps[16] / 2 and gaps[64] < 0.05
 

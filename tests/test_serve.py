@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 import onnxcam
-from onnxcam.cli import _preprocessing, main
-from onnxcam.image import overlay, png_bytes, read_rgb
+from onnxcam.cli import main
+from onnxcam.image import model_preprocessing, overlay, png_bytes, read_rgb
 from onnxcam.opencv import cv2
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("kserve") is None, reason="needs the serve extra (kserve)")
@@ -108,7 +108,7 @@ def servers(model, tmp_path_factory):
 def photo():
     """The cat photo as `onnxcam explain` prepares it, and the in-process Explainer that the server must equal."""
     ex = onnxcam.Explainer(PHOTO_MODEL)
-    prep = _preprocessing(ex.model, None, None, None)
+    prep = model_preprocessing(ex.model)
     x, view = prep(read_rgb(CAT))
     return ex, x, view
 

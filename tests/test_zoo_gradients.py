@@ -231,7 +231,7 @@ def test_layer_gradient_matches_finite_differences(case: Case):
 def test_static_batch_export_runs_any_batch(zoo_export):
     """A legacy export with a static batch of 1 (no dynamic_axes) still serves batch 2 through gradient_model.
 
-    The exported input is [1, 3, 224, 224]; before onnxcam.batch.make_dynamic (applied by read_model) ORT
+    The exported input is [1, 3, 224, 224]; before onnxcam.dynamic_batch.make_dynamic (applied by read_model) ORT
     rejected batch 2 at the input, and the gradient graph baked batch-1 shapes into its constants
     (Expand/Reshape targets built from static shapes). ResNet-18's exported graph itself is batch-agnostic
     (Flatten, no Reshape with a batch constant), so the rewrite is verified to leave batch 2 == two batch-1 runs."""
@@ -254,7 +254,7 @@ def test_static_batch_export_runs_any_batch(zoo_export):
 @pytest.mark.xfail(strict=True, reason=(
     "static-batch ViT: class_token.expand(n, -1, -1) is exported for n = 1, a [1, 1, D] constant after "
     "folding, concatenated with the [N, 196, D] patch tokens; "
-    "onnxcam.batch.make_dynamic rewrites only batch-valued Reshape constants, so its batch-2 check fails, "
+    "onnxcam.dynamic_batch.make_dynamic rewrites only batch-valued Reshape constants, so its batch-2 check fails, "
     "it warns and keeps batch 1, and ORT rejects batch 2 at the input"))
 def test_static_batch_vit_runs_any_batch(tmp_path):
     """A tiny torchvision VisionTransformer (same class-token code as vit_b_16), legacy export, static batch 1."""

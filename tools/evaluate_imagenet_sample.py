@@ -203,12 +203,11 @@ def worst_case_rc(args, all_images: list[Path]) -> int:
 def run_worst_case(args, all_images: list[Path]) -> None:
     """Worst-case and random δ per norm on the chosen images, WC_PER_CALL images per call; saves after each call."""
     from onnxcam import Explainer
-    from onnxcam.cli import _preprocessing
-    from onnxcam.image import read_rgb, write_atomic
+    from onnxcam.image import model_preprocessing, read_rgb, write_atomic
     from onnxcam.metrics import worst_case
 
     ex = Explainer(args.model)
-    prep = _preprocessing(ex.model, None, None, None, None)  # exactly what `onnxcam evaluate` uses by default
+    prep = model_preprocessing(ex.model)  # exactly what `onnxcam evaluate` uses by default
     settings, path = wc_settings(args, prep), args.out / "worst-case.json"
     saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     results = saved.get("images", {}) if saved.get("settings") == settings else {}
