@@ -22,35 +22,12 @@ import cv2
 import numpy as np
 
 from .errors import OnnxcamError
+from .metrics import METRICS as ALL_METRICS
 
 BASELINES = ("random", "center")  # "no information" maps: every evaluation reports them
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A reported number per image: its group (the metrics computed together) and which direction is better."""
-
-    name: str
-    group: str
-    better: str  # "higher", "lower" or "" (descriptive)
-    help: str
-
-
-METRICS = {m.name: m for m in [
-    Metric("deletion", "deletion", "lower", "deletion AUC (RISE): target probability as the most salient pixels go to 0"),
-    Metric("insertion", "insertion", "higher", "insertion AUC (RISE): target probability as salient pixels replace a blur"),
-    Metric("avg-drop", "confidence", "lower", "average drop in confidence (%) on the map-weighted image (Grad-CAM++)"),
-    Metric("increase", "confidence", "higher", "increase in confidence (% of images) on the map-weighted image"),
-    Metric("road-morf", "road", "lower", "ROAD, most relevant first: mean target probability over percentiles"),
-    Metric("road-lerf", "road", "higher", "ROAD, least relevant first"),
-    Metric("road", "road", "higher", "ROAD combined, (LeRF - MoRF) / 2"),
-    Metric("max-sensitivity", "sensitivity", "lower", "largest map change under uniform input noise (radius 0.02, 10 samples)"),
-    Metric("step-convergence", "convergence", "lower", "map change between m and 2m path steps (path methods only)"),
-    Metric("gini", "structure", "higher", "Gini index of the map (1 = one pixel, 0 = constant)"),
-    Metric("top-k", "structure", "higher", "fraction of the map's mass in its top 5 % pixels"),
-    Metric("components", "structure", "lower", "connected components of the map above 0.5"),
-    Metric("component-size", "structure", "", "mean size (pixels) of those components"),
-]}
+METRICS = {name: m for name, m in ALL_METRICS.items() if m.group is not None}  # what `onnxcam evaluate` reports
 DEFAULT_METRICS = ("deletion", "insertion", "avg-drop", "increase", "gini", "top-k", "components")
 CURVES = ("deletion", "insertion")
 

@@ -19,11 +19,11 @@ class Explainer(Runner):
                  threads: int = 0):
         super().__init__(model, device, input_size, threads)
         self._layer_spec = layer
-        self._layer: Layer | None = None
+        self._layer: Layer | None = None if layer == "auto" else resolve_layer(self.model, layer)  # a named one: now
 
     @property
     def layer(self) -> Layer:
-        """The layer CAM methods explain, resolved on first use: IG, saliency and SmoothGrad need none."""
+        """The layer CAM methods explain; "auto" is resolved on first use, as IG, saliency and SmoothGrad need none."""
         if self._layer is None:
             self._layer = resolve_layer(self.model, self._layer_spec)
         return self._layer

@@ -27,7 +27,6 @@ The output folder must be writable from every worker (a local disk on one machin
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import hashlib
 import json
@@ -149,8 +148,8 @@ def explain_dataset(source, model: str | os.PathLike, methods: Iterable[str] = (
     Row columns: item, file, method, layer, target, top5, map (the raw map, flattened; `map_shape`), overlay,
     seconds, error, settings, settings_key. `options` are method options (steps, batch_size, ...), each passed to
     the methods that take it."""
-    m, layer_name, prep = _prepare(model, layer, mean, std, size, layout)
     methods = _check_methods(methods)
+    m, layer_name, prep = _prepare(model, layer, mean, std, size, layout, methods)
     per_method = _options_for(methods, options)
     names = _label_names(model, m, labels)
     common = {"model": _model_id(model), "layer": layer_name, "methods": list(methods), "target": target,
@@ -177,8 +176,8 @@ def evaluate_dataset(source, model: str | os.PathLike, methods: Iterable[str] = 
 
     The baselines random and center are always added; `labels` (a file,class_index CSV or a dict) or a Dataset's
     `label_column` give the class to explain, else the predicted one."""
-    m, layer_name, prep = _prepare(model, layer, mean, std, size, layout)
     methods = tuple(ev.check_methods(methods))
+    m, layer_name, prep = _prepare(model, layer, mean, std, size, layout, methods)
     metrics = tuple(ev.parse_metrics(metrics))
     per_method = _options_for(methods, options, ignore=("batch_size",))
     table = ev.read_labels(Path(labels)) if isinstance(labels, (str, os.PathLike)) else labels
@@ -348,26 +347,26 @@ def image_paths(source) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def _prepare(model, layer: str, mean, std, size: int | None, layout: str | None):
+def _prepare(model, layer: str, mean, std, size: int | None, layout: str | None, methods: tuple[str, ...]):
     """Load the model on the driver first: a bad model, layer or preprocessing fails here, in one line."""
     if not Path(model).is_file():
         raise OnnxcamError(f"model not found: {model}")
     m = load_model(model, _size(size))
-    return m, resolve_layer(m, layer).name, model_preprocessing(m, _tuple(mean), _tuple(std), layout)
+    from . import methods as registry
+
+    needed = any(registry.get(x).needs_layer for x in methods)
+    return m, resolve_layer(m, layer).name if needed else None, model_preprocessing(m, _tuple(mean), _tuple(std), layout)
 
 
 def _check_methods(methods: Iterable[str]) -> tuple[str, ...]:
     """Known names, each once; a typo fails on the driver, before any actor starts."""
-    from .methods import METHODS
+    from . import methods as registry
 
     chosen = tuple(dict.fromkeys([methods] if isinstance(methods, str) else methods))
     if not chosen:
         raise OnnxcamError("no method given")
     for name in chosen:
-        if name not in METHODS:
-            close = difflib.get_close_matches(name, METHODS, n=2)
-            hint = f"did you mean {' or '.join(close)}?" if close else f"choose from {', '.join(sorted(METHODS))}"
-            raise OnnxcamError(f"unknown method {name!r}; {hint}")
+        registry.get(name)
     return chosen
 
 

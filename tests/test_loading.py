@@ -41,8 +41,8 @@ def test_a_node_in_a_custom_domain_is_refused_by_name():
 
 
 def test_dynamic_height_and_width_need_the_input_size(tmp_path):
-    with pytest.raises(onnxcam.LayerError, match="input_size=.*--size"):
-        onnxcam.Explainer(dynamic_size(small_cnn()), device="cpu")
+    with pytest.raises(onnxcam.LayerError, match="input_size=.*--size"):  # asked for when a method needs the layer
+        onnxcam.Explainer(dynamic_size(small_cnn()), device="cpu").explain(X, method="gradcam")
     got = onnxcam.Explainer(dynamic_size(small_cnn()), device="cpu", input_size=(32, 32)).explain(X, method="gradcam")
     want = onnxcam.Explainer(small_cnn(), device="cpu").explain(X, method="gradcam")
     np.testing.assert_array_equal(got.heatmap, want.heatmap)

@@ -437,13 +437,13 @@ def test_cli_explain_random_baseline(tmp_path):
 def test_metrics_registry(cnn):
     _, ex = cnn
     x, s = images(2), distinct_maps()
-    for name in ("deletion", "insertion", "avg_drop", "increase", "gini", "top5_mass", "components"):
-        v = metrics.METRICS[name](ex, x, s, [0, 1])
+    for name in ("deletion", "insertion", "avg-drop", "increase", "gini", "top-k", "components"):
+        v = metrics.METRICS[name].fn(ex, x, s, [0, 1])
         assert v.shape == (2,) and np.isfinite(v).all(), name
     masks = s > 0.5
-    np.testing.assert_array_equal(metrics.METRICS["pointing"](ex, x, s, [0, 1], masks=masks), [1, 1])
+    np.testing.assert_array_equal(metrics.METRICS["pointing"].fn(ex, x, s, [0, 1], masks=masks), [1, 1])
     with pytest.raises(OnnxcamError, match="masks"):
-        metrics.METRICS["energy_pointing"](ex, x, s, [0, 1])
+        metrics.METRICS["energy-pointing"].fn(ex, x, s, [0, 1])
 
 
 @pytest.mark.parametrize("call, words", [

@@ -32,12 +32,16 @@ def _baseline(text: str):
 
 
 def _type(specs):
+    """The click type: a range when every method agrees on it (click's message then names the flag), else the plain
+    type, and the dataclass checks the value."""
     kinds = {spec.kind for _, spec, _ in specs}
     kind = kinds.pop() if len(kinds) == 1 else "float"
+    ranges = {(spec.low, spec.high, spec.strict) for _, spec, _ in specs}
+    low, high, strict = ranges.pop() if len(ranges) == 1 else (None, None, False)
     if kind == "int":
-        return int
+        return click.IntRange(low, high) if low is not None else int
     if kind == "float":
-        return float
+        return click.FloatRange(low, high, min_open=strict) if low is not None else float
     if kind == "choice":
         return click.Choice(list(dict.fromkeys(c for _, spec, _ in specs for c in spec.choices)))
     return click.UNPROCESSED
