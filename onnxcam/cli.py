@@ -57,6 +57,9 @@ class Group(click.Group):
 
 MODEL = click.argument("model", type=click.Path(dir_okay=False))
 MAX_SIDE = 16384  # --size: input side length
+DEVICE = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                      help="Execution provider: auto (the best one that works here), cpu; cuda and tensorrt are "
+                           "experimental (built and tested on the CPU, not yet measured on a GPU).")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -226,7 +229,7 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
               help="Class names, one per line (default: named by the model's metadata, if any).")
 @_preprocessing_options
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@DEVICE
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
                    "cluster; else the cluster at ADDRESS. Rows go to Parquet; see docs/scale.md.")
@@ -387,7 +390,7 @@ def export_command(model, method, layer, out, triton_dir, triton_name, max_batch
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes, each with its own Explainer (requests are threaded inside each).")
 @click.option("--name", "--model_name", "name", default=None, help="Model name in the URLs (default: MODEL's file stem).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@DEVICE
 @click.option("--predictor_host", hidden=True, expose_value=False,
               help="Passed by KServe to explainer containers; unused: onnxcam runs the model itself.")
 def serve_command(model, method, layer, mean, std, size, layout, port, host, workers, name, device):
@@ -433,7 +436,7 @@ def serve_command(model, method, layer, mean, std, size, layout, port, host, wor
               help="Pixels removed or inserted per deletion/insertion step (default: the input width, 224 for 224x224).")
 @click.option("--seed", type=click.IntRange(0, None), default=0, show_default=True, help="Seed of max-sensitivity's noise.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="Rows per ONNX Runtime run (bounds memory).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@DEVICE
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
                    "cluster; else the cluster at ADDRESS. Per-pair rows go to Parquet in the --log folder "

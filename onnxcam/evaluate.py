@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import OnnxcamError
+from .errors import OnnxcamError, UsageError
 from .metrics import METRICS as ALL_METRICS
 
 BASELINES = ("random", "center")  # "no information" maps: every evaluation reports them
@@ -44,13 +44,9 @@ def parse_metrics(texts: Iterable[str]) -> list[str]:
             elif name:
                 close = difflib.get_close_matches(name, [*METRICS, "all"], n=2)
                 hint = f"did you mean {' or '.join(close)}?" if close else f"choose from {', '.join(METRICS)}, all"
-                error = OnnxcamError(f"unknown metric {name!r}; {hint}")
-                error.exit_code = 2
-                raise error
+                raise UsageError(f"unknown metric {name!r}; {hint}")
     if not names:
-        error = OnnxcamError(f"--metric names no metric; choose from {', '.join(METRICS)}, all")
-        error.exit_code = 2
-        raise error
+        raise UsageError(f"--metric names no metric; choose from {', '.join(METRICS)}, all")
     return list(dict.fromkeys(names))
 
 

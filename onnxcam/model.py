@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -63,17 +64,35 @@ def opset_version(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in KNOWN_DOMAINS), 0)
 
 
-def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: tuple[int, int] | None = None) -> Model:
+def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: tuple[int, int] | None = None,
+               output: str | None = None) -> Model:
     """Read, validate and normalize an image model; every error is a one-line ModelError.
 
-    `input_size` (H, W) fixes a dynamic height and width, so that shapes, and with them layers, are known."""
+    `input_size` (H, W) fixes a dynamic height and width, so that shapes, and with them layers, are known. `output`
+    names the tensor to explain (any shape: detections, segmentation maps); by default the first float output, which
+    must then be class scores (N, classes)."""
     if isinstance(source, Model):
-        return source
+        return source if output is None else explained_output(source, output)
     proto, name = read_model(source, input_size)
     image, shape, layout = _find_image_input(proto, name)
+    if output is not None:
+        return explained_output(Model(proto, image, shape, layout, output, output, name), output)
     score, logits = find_score_output(proto, name)
     score, logits = (_as_matrix(proto, t, name) for t in (score, logits))
     return Model(proto, image, shape, layout, score, logits, name)
+
+
+def explained_output(model: Model, output: str) -> Model:
+    """The model explaining tensor `output` as it is (no softmax is looked for: targets weigh its raw values)."""
+    g = model.proto.graph
+    vi = next((v for v in [*g.output, *g.value_info] if v.name == output), None)
+    if vi is None:
+        names = [o.name for o in g.output]
+        raise ModelError(f"{model.source}: the model has no tensor {output[:80]!r}; its outputs are "
+                         f"{', '.join(names[:8])}")
+    if vi.type.tensor_type.elem_type not in FLOAT_TYPES:
+        raise ModelError(f"{model.source}: tensor {output[:80]!r} is not a float tensor; name one to explain")
+    return dataclasses.replace(model, score_output=output, logits=output)
 
 
 def read_model(source: str | os.PathLike | onnx.ModelProto | Model,
@@ -513,8 +532,9 @@ def _as_matrix(proto: onnx.ModelProto, tensor: str, name: str) -> str:
                              "class scores; rename it")
         return flat
     raise ModelError(
-        f"{name}: output {tensor!r} has shape {shape}, not (N, classes); onnxcam explains class scores. For a detector "
-        "or segmenter, re-export it with the class-score tensor as the first output (the one onnxcam explains)"
+        f"{name}: output {tensor!r} has shape {shape}, not (N, classes), so it is not class scores. For a detector or "
+        "a segmenter, name the output to explain (output=, --output) and a target (onnxcam.targets.Detection, "
+        "Segmentation or Seed; --task detect|segment)"
     )
 
 

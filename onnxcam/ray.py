@@ -55,7 +55,7 @@ except ImportError as e:  # one line, with the way out
 
 from . import evaluate as ev
 from . import outputs
-from .errors import OnnxcamError
+from .errors import OnnxcamError, UsageError
 from .explainer import Explainer
 from .image import Preprocessing, decode_rgb, model_preprocessing, overlay, png_bytes, read_rgb, write_atomic
 from .layers import resolve_layer
@@ -364,7 +364,7 @@ def _check_methods(methods: Iterable[str]) -> tuple[str, ...]:
 
     chosen = tuple(dict.fromkeys([methods] if isinstance(methods, str) else methods))
     if not chosen:
-        raise OnnxcamError("no method given")
+        raise UsageError("no method given")
     for name in chosen:
         registry.get(name)
     return chosen
@@ -379,7 +379,7 @@ def _options_for(methods: tuple[str, ...], options: dict, ignore: tuple[str, ...
     """Each method gets the options it takes; an option no method takes is an error, not silently dropped."""
     for name in options:
         if name not in ignore and not any(name in ev.method_parameters(x) for x in methods):
-            raise OnnxcamError(f"option {name!r} applies to none of {', '.join(methods)}")
+            raise UsageError(f"option {name!r} applies to none of {', '.join(methods)}")
     return {x: {k: v for k, v in options.items() if v is not None and k in ev.method_parameters(x)} for x in methods}
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from .autodiff.builder import GRAD_SEED
 from .errors import OnnxcamError, UsageError
 from .model import Model, load_model
 from .runtime import SharedWeights, make_session, ort_message
@@ -22,6 +23,29 @@ DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × im
 MAX_BATCH = 4096
 ORT_ERRORS = (RuntimeError, ValueError, *(getattr(_ort_state, n) for n in (
     "Fail", "InvalidArgument", "RuntimeException", "InvalidGraph", "NotImplemented", "EPFail") if hasattr(_ort_state, n)))
+
+
+@dataclass
+class Weights:
+    """Seed weights per image over the explained output, (N, ...): image i's score is Σ w_i · y_i. `labels` is the
+    category each image's target names (−1 for none)."""
+
+    w: np.ndarray
+    labels: np.ndarray
+
+    def rows(self, per_image: int) -> RowWeights:
+        return RowWeights(self.w, per_image)
+
+
+@dataclass
+class RowWeights:
+    """The weights of row r = image · per_image + k, looked up when a chunk is fed (never repeated in memory)."""
+
+    w: np.ndarray
+    per_image: int
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.w[np.asarray(rows) // self.per_image]
 
 
 def batch_rows(value: int | None) -> int:
@@ -53,11 +77,15 @@ class Session:
         image = next(i for i in self.session.get_inputs() if i.name == inputs)
         dim = image.shape[0]
         self.static_batch = dim if isinstance(dim, int) else 0
-        self.takes_target = TARGET in {i.name for i in self.session.get_inputs()}
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.takes_target = TARGET in inputs
+        self.seed_dtype = (np.float16 if inputs[GRAD_SEED].type == "tensor(float16)" else np.float32) \
+            if GRAD_SEED in inputs else None
         self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32
 
-    def stream(self, make_rows, n_rows: int, targets: np.ndarray, batch_size: int, outputs: list[str]) -> Iterator[Chunk]:
-        """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily."""
+    def stream(self, make_rows, n_rows: int, targets, batch_size: int, outputs: list[str]) -> Iterator[Chunk]:
+        """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily. `targets` per
+        row: class indices (−1 = top-1), or RowWeights for graphs that take the seed weights as an input."""
         step = self.static_batch or batch_size
         for start in range(0, n_rows, step):
             rows = np.arange(start, min(start + step, n_rows))
@@ -65,7 +93,11 @@ class Session:
             padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch else rows
             image = feed[np.searchsorted(rows, padded)]  # a fixed-batch model gets its last chunk padded
             image = image.astype(self.dtype, copy=False)
-            feeds = {self.input: image, TARGET: targets[padded].astype(np.int64)} if self.takes_target else {self.input: image}
+            feeds = {self.input: image}
+            if self.takes_target:
+                feeds[TARGET] = targets[padded].astype(np.int64)
+            elif self.seed_dtype is not None:
+                feeds[GRAD_SEED] = targets[padded].astype(self.seed_dtype)
             try:
                 result = self.session.run([LOGITS, *outputs], feeds)
             except ORT_ERRORS as e:  # a model that loads but cannot run (a hostile Reshape, a bad attribute)
@@ -77,7 +109,7 @@ class Session:
             if not np.isfinite(result[0]).all():
                 raise OnnxcamError("the model's scores are NaN or infinite for this input; check the preprocessing")
             classes = result[0].shape[-1] if result[0].ndim else 0
-            if (targets[rows] >= classes).any():  # models whose class count shape inference could not tell
+            if self.takes_target and (targets[rows] >= classes).any():  # models whose class count shape inference could not tell
                 raise OnnxcamError(f"target {int(targets[rows].max())} out of range: the model has {classes} classes "
                                    f"(0..{classes - 1})")
             yield Chunk(rows, feed, result[0], dict(zip(outputs, result[1:])))
@@ -86,23 +118,26 @@ class Session:
 class Runner:
     """One model's sessions, built on first use, sharing one copy of the weights, and shared by threads."""
 
-    def __init__(self, model, device: str = "auto", input_size: tuple[int, int] | None = None, threads: int = 0):
-        """`threads`: ONNX Runtime's intra-op threads per session (0: one per core); workers sharing a machine set 1."""
-        self.model: Model = load_model(model, input_size)
+    def __init__(self, model, device: str = "auto", input_size: tuple[int, int] | None = None, threads: int = 0,
+                 output: str | None = None):
+        """`threads`: ONNX Runtime's intra-op threads per session (0: one per core); workers sharing a machine set 1.
+        `output`: the tensor to explain (default: the class scores)."""
+        self.model: Model = load_model(model, input_size, output)
         self.device = device
         self.threads = threads
         self._sessions: dict[tuple, Session] = {}
         self._weights: SharedWeights | None = None  # one copy for every session, made with the first
         self._lock = threading.Lock()
 
-    def session(self, wrt: tuple[str, ...], score: str, expose: tuple[str, ...] = (), tail: str | None = None) -> Session:
+    def session(self, wrt: tuple[str, ...], score: str, expose: tuple[str, ...] = (), tail: str | None = None,
+                seeded: bool = False) -> Session:
         """The cached session for ∂score/∂wrt (forward only when wrt is empty); `tail` cuts the network at that layer
-        (activation-space paths)."""
-        key = (wrt, score, expose, tail)
+        (activation-space paths); `seeded` graphs take the seed weights as an input instead of a class."""
+        key = (wrt, score, expose, tail, seeded)
         with self._lock:
             if key not in self._sessions:
                 model = self.model if tail is None else _tail_model(self.model, tail)
-                proto = explainer_graph(model, list(wrt), score, expose) if wrt else forward_graph(model, expose)
+                proto = explainer_graph(model, list(wrt), score, expose, seeded) if wrt else forward_graph(model, expose)
                 if self._weights is None:
                     self._weights = SharedWeights(self.model.proto)
                 self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._weights)
@@ -125,10 +160,26 @@ class Runner:
             raise OnnxcamError("input contains NaN or infinite values")
         return x.astype(np.float32, copy=False)
 
-    def targets(self, target, n: int) -> np.ndarray:
-        """−1 (top-1) per image for None, one class for all, or one class per image."""
+    def targets(self, target, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray | Weights:
+        """Class indices per image (−1: top-1) for None, ints and Class targets; seed Weights for the targets that
+        weigh the output (one for all images, or one per image), computed from the output at x."""
+        from .targets import WEIGHTED, Class
+
+        n = len(x)
+        many = isinstance(target, (list, tuple)) and len(target) > 0
+        items = list(target) if many else [target]
+        if any(isinstance(t, WEIGHTED) for t in items):
+            if not all(isinstance(t, WEIGHTED) for t in items) or len(items) not in (1, n):
+                raise UsageError(f"targets must be one Segmentation, Detection or Seed for all images or {n} of them")
+            y = self.outputs_at(x, batch_size)
+            items = items * n if len(items) == 1 else items
+            w = np.stack([t.weights_for(y[i]) for i, t in enumerate(items)])
+            return Weights(w, np.array([t.category for t in items], np.int64))
+        if any(isinstance(t, Class) for t in items):
+            target = [t.category if isinstance(t, Class) else t for t in items] if many else items[0].category
         if target is None:
             return np.full(n, -1, np.int64)
+        self.refuse_classes()
         t = np.atleast_1d(np.asarray(target))
         if t.dtype.kind not in "iu" or t.ndim != 1 or len(t) not in (1, n):
             raise OnnxcamError(f"target must be None, an int or {n} ints (one per image); got {target!r}")
@@ -136,6 +187,25 @@ class Runner:
         if (t < 0).any() or (classes and (t >= classes).any()):
             raise OnnxcamError(f"target {t.tolist()} out of range: classes are 0..{classes - 1}")
         return np.broadcast_to(t, (n,)).astype(np.int64)
+
+    def refuse_classes(self) -> None:
+        """Class targets need class scores: any other output is explained through a target that weighs it."""
+        shape = self.output_shape
+        if shape is not None and len(shape) != 2:
+            raise UsageError(f"output {self.model.logits[:80]!r} has shape {list(shape)}, not (N, classes): explain it "
+                             "with a Segmentation, Detection or Seed target (onnxcam.targets)")
+
+    def outputs_at(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """The explained output for images x, by forward rows."""
+        session = self.session((), "logit")
+        return np.concatenate([c.logits for c in session.stream(lambda r: x[r], len(x), None, batch_size, [])])
+
+    @property
+    def output_shape(self) -> tuple | None:
+        for vi in [*self.model.proto.graph.value_info, *self.model.proto.graph.output]:
+            if vi.name == self.model.logits and vi.type.tensor_type.HasField("shape"):
+                return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
+        return None
 
     @property
     def num_classes(self) -> int | None:

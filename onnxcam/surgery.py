@@ -46,17 +46,20 @@ def score_tensor(model: Model, proto: onnx.ModelProto, score: str) -> str:
     return prob
 
 
-def explainer_graph(model: Model, wrt: list[str], score: str = "logit", expose: tuple[str, ...] = ()) -> onnx.ModelProto:
+def explainer_graph(model: Model, wrt: list[str], score: str = "logit", expose: tuple[str, ...] = (),
+                    seeded: bool = False) -> onnx.ModelProto:
     """Inputs: the image and `target`; outputs: LOGITS, the `expose`d tensors and ∂score/∂(each wrt).
 
     The seed one_hot(target, or argmax of the logits where target = −1) is built inside the graph,
-    so Grad-CAM of the top-1 class costs one forward and one partial backward pass."""
+    so Grad-CAM of the top-1 class costs one forward and one partial backward pass. A `seeded` graph takes the
+    seed weights (shaped like the explained output) as its input grad_seed instead."""
     refuse_taken(model.proto, [TARGET, LOGITS, PROB, *_SEED])
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     out = score_tensor(model, proto, score)
     proto = build_gradients(proto, wrt, out)
-    _seed_from_target(proto, model.logits, out)
+    if not seeded:
+        _seed_from_target(proto, model.logits, out)
     outputs = [_renamed(_value_info(proto, model.logits), LOGITS)]
     proto.graph.node.append(helper.make_node("Identity", [model.logits], [LOGITS], name=LOGITS))
     outputs += [_value_info(proto, name) for name in expose]

@@ -34,4 +34,4 @@ def exportable() -> tuple[str, ...]:
     return tuple(name for name, d in METHODS.items() if isinstance(d, Gradient))
 
 
-from . import attribution, baselines, cam, igos, path, scorecam, smooth  # noqa: E402,F401
+from . import ablation, attribution, baselines, cam, eigencam, igos, path, scorecam, smooth  # noqa: E402,F401

@@ -54,5 +54,5 @@ def center_map(runner, x, targets, layer, o: CenterOptions, batch_size: int) -> 
     return Explanation(method="center", heatmap=maps.astype(np.float32), logits=logits, target=chosen)
 
 
-register(EngineOnly("random", RandomOptions, random_map))
-register(EngineOnly("center", CenterOptions, center_map))
+register(EngineOnly("random", RandomOptions, random_map, targets="none"))
+register(EngineOnly("center", CenterOptions, center_map, targets="none"))

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..layers import Layer
-from ..runner import DEFAULT_BATCH
+from ..runner import DEFAULT_BATCH, Weights
 from .arrays import NumpyArrays
 
 
@@ -21,7 +21,16 @@ def forward(runner, x: np.ndarray, targets: np.ndarray, batch_size: int = DEFAUL
     chunks = list(session.stream(lambda rows: x[rows], len(x), targets, batch_size, list(expose)))
     logits = np.concatenate([c.logits for c in chunks])
     exposed = [np.concatenate([c.outputs[name] for c in chunks]) for name in expose]
-    return logits, np.where(targets < 0, logits.argmax(-1), targets), exposed
+    return logits, chosen_classes(logits, targets), exposed
+
+
+def chosen_classes(logits: np.ndarray, targets) -> np.ndarray:
+    """The class each image explains: top-1 where the target is −1; a weighted target's own label."""
+    if isinstance(targets, Weights):
+        return targets.labels
+    if logits.ndim != 2:  # not class scores: a target-free method (eigencam) on any output
+        return np.full(len(logits), -1, np.int64)
+    return np.where(targets < 0, logits.argmax(-1), targets)
 
 
 def forward_top1(runner, x: np.ndarray, targets: np.ndarray, batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:

@@ -78,6 +78,7 @@ class Gradient:
     pairs: bool = False
     reduce: str = "sum"  # input methods: how the heatmap reduces |attribution| over channels
     exportable: Callable[[Options], str | None] = lambda options: None  # why these options cannot be exported
+    targets = "any"  # Σ w·y is differentiated like a class score
 
     @property
     def needs_layer(self) -> bool:
@@ -92,3 +93,4 @@ class EngineOnly:
     options: type[Options]
     run: Callable
     needs_layer: bool = False
+    targets: str = "class"  # "class": class targets only; "none": needs no target (any output); "any"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import grad_name
+from ..errors import UsageError
 from ..explanation import Explanation
 from ..layers import Layer
+from ..runner import Weights
 from .arrays import NumpyArrays as NP
-from .common import baseline_like, forward, image_size, score_of
+from .common import baseline_like, chosen_classes, forward, image_size, score_of
 from .definition import Context, EngineOnly, Gradient, Noise, Path, Row, Single
 from .maps import cam_heatmap, flat_maps, normalize, pixel_map
 from .options import Options
@@ -53,6 +55,11 @@ def noisy(x: np.ndarray, plan: Noise):
 class _Run:
     def __init__(self, runner, d: Gradient, x, targets, layer, o, batch_size: int):
         self.runner, self.d, self.x, self.targets, self.layer, self.o = runner, d, x, targets, layer, o
+        self.weights = targets if isinstance(targets, Weights) else None  # seed weights instead of classes
+        self.seeded = self.weights is not None
+        if self.weights is not None and getattr(o, "score", "logit") != "logit":
+            raise UsageError(f"score={o.score!r} is a class probability; a {d.name} target weighting the output "
+                             "explains the output itself: pass score='logit'")
         self.batch = batch_size
         self.model = runner.model
         self.sums: dict[str, np.ndarray] = {}
@@ -74,7 +81,7 @@ class _Run:
         plan = self.d.rows(self.o)
         if isinstance(plan, Single):
             logits, chosen, acts = self.single()
-            base, delta = None, None
+            base, y0 = None, np.full(len(self.x), np.nan)
         else:
             logits, chosen, acts, base, y0 = self.path_or_noise(plan)
         ctx = Context(x=self.x.astype(np.float64), image_axes=tuple(range(1 - self.x.ndim, 0)), baseline=base)
@@ -86,7 +93,7 @@ class _Run:
         extras = {**out, "rows": self.rows}
         gap = None
         if total is not None:
-            y1 = np.array([score_of(logits[i], chosen[i], self.o.score) for i in range(len(self.x))])
+            y1 = np.array([self.score(logits[i], i, chosen) for i in range(len(self.x))])
             delta = y1 - (y0 if not np.isnan(y0).any() else self.baseline_scores(base, chosen))
             gap, extras["score_delta"] = total - delta, delta
         if self.layer is not None:
@@ -109,17 +116,18 @@ class _Run:
         """One gradient row per image: logits, classes and A come with the gradient."""
         wrt = self.wrt()
         expose = (self.layer.name,) if self.layer is not None else ()
-        session = self.runner.session((wrt,), self.o.score, expose=expose)
+        session = self.runner.session((wrt,), self.o.score, expose=expose, seeded=self.seeded)
         logits, acts = [], []
-        for c in session.stream(lambda r: self.x[r], len(self.x), self.targets, self.batch, self.names(wrt)):
+        targets = self.weights.rows(1) if self.weights is not None else self.targets
+        for c in session.stream(lambda r: self.x[r], len(self.x), targets, self.batch, self.names(wrt)):
             a = self.grid(c.outputs[self.layer.name]) if self.layer is not None else None
-            self.add(c.rows, Row(g=self.grid(c.outputs[grad_name(wrt)]), w=np.ones(len(c.rows)), a=a))
+            g = self.grid(c.outputs[grad_name(wrt)])
+            self.add(c.rows, Row(g=g, w=np.ones((len(c.rows),) + (1,) * (g.ndim - 1)), a=a))
             logits.append(c.logits)
             acts.append(c.outputs[self.layer.name] if self.layer is not None else None)
         self.rows["gradient"] = len(self.x)
         logits = np.concatenate(logits)
-        chosen = np.where(self.targets < 0, logits.argmax(-1), self.targets)
-        return logits, chosen, np.concatenate(acts) if self.layer is not None else None
+        return logits, chosen_classes(logits, self.targets), np.concatenate(acts) if self.layer is not None else None
 
     def path_or_noise(self, plan: Path | Noise):
         """A forward row per image (logits, classes, A at x), then the plan's gradient rows, S per image."""
@@ -131,32 +139,34 @@ class _Run:
         wrt, base = self.wrt(), None
         if isinstance(plan, Noise):
             s, weights, make_rows = plan.samples, np.full(plan.samples, 1 / plan.samples), noisy(x, plan)
-            session = self.runner.session((wrt,), self.o.score, expose=expose)
+            session = self.runner.session((wrt,), self.o.score, expose=expose, seeded=self.seeded)
         else:
             s, weights = len(plan.alphas), np.asarray(plan.weights, np.float64)
             base = baseline_like(plan.baseline, x, self.model)
             if plan.space == "activation":
                 _, _, (base_acts,) = forward(self.runner, base, chosen, self.batch, expose)
                 self.rows["forward"] += n
-                session = self.runner.session((wrt,), self.o.score, tail=wrt)
+                session = self.runner.session((wrt,), self.o.score, tail=wrt, seeded=self.seeded)
                 make_rows = interpolate(acts, base_acts, plan.alphas)
             else:
-                session = self.runner.session((wrt,), self.o.score, expose=expose)
+                session = self.runner.session((wrt,), self.o.score, expose=expose, seeded=self.seeded)
                 make_rows = interpolate(x, base, plan.alphas)
         alphas = plan.alphas if isinstance(plan, Path) else None
         y0 = np.full(n, np.nan)
         carry = None
-        names = self.names(wrt) if not (isinstance(plan, Path) and plan.space == "activation") else [grad_name(wrt)]
-        for c in session.stream(make_rows, n * s, np.repeat(chosen, s), self.batch, names):
+        fed = isinstance(plan, Path) and plan.space == "activation"  # the rows are the layer itself
+        names = [grad_name(wrt)] if fed else self.names(wrt)
+        targets = self.weights.rows(s) if self.weights is not None else np.repeat(chosen, s)
+        for c in session.stream(make_rows, n * s, targets, self.batch, names):
             images, k = np.divmod(c.rows, s)
             g = self.grid(c.outputs[grad_name(wrt)])
             a = None
             if self.layer is not None:
-                a = self.grid(c.feed if names[0] != self.layer.name else c.outputs[self.layer.name])
+                a = self.grid(c.feed if fed else c.outputs[self.layer.name])
             w = weights[k].reshape(-1, *[1] * (g.ndim - 1))
             if alphas is not None:
                 for j in np.flatnonzero(alphas[k] == 0):
-                    y0[images[j]] = score_of(c.logits[j], chosen[images[j]], self.o.score)
+                    y0[images[j]] = self.score(c.logits[j], images[j], chosen)
             if self.d.pairs:
                 prev_g = g[:-1] if carry is None else np.concatenate([carry[0], g[:-1]])
                 prev_a = a[:-1] if carry is None else np.concatenate([carry[1], a[:-1]])
@@ -177,7 +187,13 @@ class _Run:
         b = 1 if shared else len(base)
         logits, _ = forward(self.runner, base[:b], chosen[:b], self.batch)[:2]
         self.rows["forward"] += b
-        return np.array([score_of(logits[0 if shared else i], chosen[i], self.o.score) for i in range(len(base))])
+        return np.array([self.score(logits[0 if shared else i], i, chosen) for i in range(len(base))])
+
+    def score(self, y: np.ndarray, image: int, chosen: np.ndarray) -> float:
+        """The explained score of one row: Σ w·y for weighted targets, else the class's logit or probability."""
+        if self.weights is not None:
+            return float((self.weights.w[image].astype(np.float64) * y).sum())
+        return score_of(y, chosen[image], self.o.score)
 
 
 def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logits, chosen, **extra) -> Explanation:
@@ -186,3 +202,16 @@ def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logit
     heatmap = cam_heatmap(NP, np.where(flat[:, None, None], 0, cam).astype(np.float32), image_size(runner.model, x))
     return Explanation(method=method, heatmap=heatmap.astype(np.float32), logits=logits, target=chosen,
                        layer=layer.name, cam=np.asarray(cam, np.float32), valid=~flat, **extra)
+
+
+def multi_layer(runner, x: np.ndarray, results: list[Explanation]) -> Explanation:
+    """Several layers' maps in one: each normalized and resized to the input, averaged, normalized again
+    (pytorch-grad-cam's compute_cam_per_layer + aggregate_multi_layers). `extras["cams"]` keeps each layer's map."""
+    size = image_size(runner.model, x)
+    scaled = [NP.resize(normalize(NP, np.where(r.valid[:, None, None], np.maximum(r.cam, 0), 0)), size) for r in results]
+    first = results[0]
+    valid = np.any([r.valid for r in results], axis=0)
+    heatmap = np.where(valid[:, None, None], normalize(NP, np.mean(scaled, axis=0)), 0).astype(np.float32)
+    return Explanation(method=first.method, heatmap=heatmap, logits=first.logits, target=first.target,
+                       layer=", ".join(r.layer for r in results), extras={"cams": {r.layer: r.cam for r in results}},
+                       valid=valid)

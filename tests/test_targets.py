@@ -1,0 +1,201 @@
+"""Targets beyond class scores, against pytorch-grad-cam and Captum on the torch modules themselves.
+
+A YOLO-v8-layout detector (raw output (N, 4 + C, A), SiLU, two heads) explained with Detection and Seed targets,
+single and multi-layer, and with EigenCAM; torchvision's FCN-ResNet50 (seeded weights) with Segmentation targets
+(pytorch-grad-cam's SemanticSegmentationTarget); IG with a Seed target against Captum IG on the same target function.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+from pytorch_grad_cam import EigenCAM, GradCAM, LayerCAM
+from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+
+import onnxcam
+from onnxcam.targets import Detection, Seed, Segmentation
+
+TOL = 1e-3  # heatmaps in [0, 1]
+
+
+class TinyYolo(torch.nn.Module):
+    """Two feature levels (16×16 and 8×8 at 64×64 input), a 1×1 head on each, boxes (cx, cy, w, h) and sigmoid class
+    scores concatenated as ultralytics v8 does: (N, 4 + C, A)."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        conv = lambda i, o, s: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, s, 1), torch.nn.SiLU())  # noqa: E731
+        self.stem = torch.nn.Sequential(conv(3, 8, 2), conv(8, 16, 2))
+        self.p3, self.p4 = conv(16, 16, 1), conv(16, 32, 2)
+        self.h3, self.h4 = torch.nn.Conv2d(16, 4 + classes, 1), torch.nn.Conv2d(32, 4 + classes, 1)
+
+    def forward(self, x):
+        a = self.p3(self.stem(x))
+        b = self.p4(a)
+        out = torch.cat([self.h3(a).flatten(2), self.h4(b).flatten(2)], 2)
+        return torch.cat([32 + 8 * out[:, :4], torch.sigmoid(out[:, 4:])], 1)
+
+
+def export(model: torch.nn.Module, size: int, path) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    torch.onnx.export(model, (torch.randn(2, 3, size, size),), buf, dynamo=False, opset_version=17,
+                      input_names=["images"], output_names=["output0"],
+                      dynamic_axes={"images": {0: "N"}, "output0": {0: "N"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    proto.ir_version = 8
+    onnx.save(proto, path)
+    return proto
+
+
+def layer_of(proto: onnx.ModelProto, prefix: str, op: str) -> str:
+    return [n.output[0] for n in proto.graph.node if n.name.startswith(prefix) and n.op_type == op][-1]
+
+
+@pytest.fixture(scope="module")
+def yolo(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TinyYolo().eval()
+    path = tmp_path_factory.mktemp("yolo") / "tiny_yolo.onnx"
+    proto = export(model, 64, path)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    layers = {"p3": layer_of(proto, "/p3/", "Mul"), "p4": layer_of(proto, "/p4/", "Mul")}
+    return model, path, x, layers
+
+
+def pgc(cls, model, modules, x, targets):
+    with cls(model, modules) as cam:
+        return cam(torch.from_numpy(x), targets)
+
+
+ANCHORS = [5, 300]  # one anchor on each level
+
+
+@pytest.mark.parametrize("method, cls", [("gradcam", GradCAM), ("layercam", LayerCAM)])
+def test_detection_target_equals_pytorch_grad_cam(yolo, method, cls):
+    model, path, x, layers = yolo
+    ex = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu")
+    got = ex.explain(x, method=method, target=[Detection(1, index=a) for a in ANCHORS])
+    ref = pgc(cls, model, [model.p3], x, [lambda y, a=a: y[4 + 1, a] for a in ANCHORS])
+    assert got.valid.all() and np.abs(got.heatmap - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("method, cls", [("gradcam", GradCAM), ("layercam", LayerCAM)])
+def test_several_layers_equal_pytorch_grad_cams_aggregate(yolo, method, cls):
+    """Two layers at once. The scores are scaled by 1e4 (a Seed target) so that every layer's map has a range ≥ 1:
+    below that pytorch-grad-cam's absolute 1e-7 in its min-max differs from onnxcam's relative one by more than
+    1e-3 once the layers are averaged (a single layer is renormalized, so there it does not matter)."""
+    model, path, x, layers = yolo
+    ex = onnxcam.Explainer(path, output="output0", layer=[layers["p3"], layers["p4"]], device="cpu")
+    seeds = []
+    for a in ANCHORS:
+        w = np.zeros((7, 320), np.float32)
+        w[4 + 1, a] = 1e4
+        seeds.append(w)
+    got = ex.explain(x, method=method, target=[Seed(w) for w in seeds])
+    ref = pgc(cls, model, [model.p3, model.p4], x, [lambda y, w=w: (y * torch.from_numpy(w)).sum() for w in seeds])
+    assert np.abs(got.heatmap - ref).max() <= TOL
+    assert set(got.extras["cams"]) == {layers["p3"], layers["p4"]}
+
+
+def test_detection_by_box_picks_the_best_overlapping_anchor(yolo):
+    model, path, x, layers = yolo
+    ex = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu")
+    y = ex.outputs_at(x[:1])[0]
+    cx, cy, w, h = y[:4, 42]
+    by_box = ex.explain(x[:1], method="gradcam", target=Detection(2, box=(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
+    np.testing.assert_array_equal(by_box.heatmap, ex.explain(x[:1], method="gradcam", target=Detection(2, index=42)).heatmap)
+
+
+def test_seed_target_equals_pytorch_grad_cam_and_captum(yolo):
+    model, path, x, layers = yolo
+    w = np.random.default_rng(1).standard_normal((7, 320)).astype(np.float32)
+    ex = onnxcam.Explainer(path, output="output0", layer=layers["p4"], device="cpu")
+    got = ex.explain(x, method="gradcam", target=Seed(w))
+    ref = pgc(GradCAM, model, [model.p4], x, [lambda y: (y * torch.from_numpy(w)).sum()] * 2)
+    assert np.abs(got.heatmap - ref).max() <= TOL
+    ig = ex.explain(x, method="ig", target=Seed(w), steps=16)
+    captum = IntegratedGradients(lambda t: (model(t) * torch.from_numpy(w)).sum((1, 2))).attribute(
+        torch.from_numpy(x), n_steps=16, method="gausslegendre").detach().numpy()
+    assert np.abs(ig.attribution - captum).max() / np.abs(captum).max() <= 1e-4
+    assert np.abs(ig.completeness_gap).max() <= 0.05 * np.abs(ig.extras["score_delta"]).max()
+
+
+def test_eigencam_equals_pytorch_grad_cam(yolo):
+    model, path, x, layers = yolo
+    got = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu").explain(x, method="eigencam")
+    ref = pgc(EigenCAM, model, [model.p3], x, None)
+    assert np.abs(got.heatmap - ref).max() <= TOL
+
+
+def test_class_targets_on_a_detector_are_a_one_line_error(yolo):
+    _, path, x, _ = yolo
+    with pytest.raises(onnxcam.ModelError, match="not \\(N, classes\\).*output="):
+        onnxcam.Explainer(path, device="cpu")
+    with pytest.raises(onnxcam.UsageError, match="Segmentation, Detection or Seed"):
+        onnxcam.Explainer(path, output="output0", device="cpu").explain(x, method="gradcam", target=1)
+    with pytest.raises(onnxcam.UsageError, match="score='logit'"):
+        onnxcam.Explainer(path, output="output0", device="cpu").explain(x, method="rsi-gradcam",
+                                                                         target=Detection(0, index=1))
+
+
+class Out(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
+
+
+@pytest.fixture(scope="module")
+def fcn(tmp_path_factory):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = Out(torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=4,
+                                                             aux_loss=False)).eval()
+    path = tmp_path_factory.mktemp("fcn") / "fcn.onnx"
+    proto = export(model, 64, path)
+    x = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    return model, path, x, layer_of(proto, "/model/backbone/layer4/layer4.2/", "Relu")
+
+
+def test_segmentation_target_equals_semantic_segmentation_target(fcn):
+    model, path, x, layer = fcn
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:40, 20:50] = 1
+    got = onnxcam.Explainer(path, output="output0", layer=layer, device="cpu").explain(
+        x, method="gradcam", target=Segmentation(2, mask.astype(bool)))
+    ref = pgc(GradCAM, model, [model.model.backbone.layer4], x, [SemanticSegmentationTarget(2, mask)] * 2)
+    assert got.target.tolist() == [2, 2] and np.abs(got.heatmap - ref).max() <= TOL
+
+
+class SmallReLU(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
+        self.fc = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def test_ablationcam_equals_pytorch_grad_cam(tmp_path):
+    from pytorch_grad_cam import AblationCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = SmallReLU().eval()
+    proto = export(model, 32, tmp_path / "small.onnx")
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    layer = layer_of(proto, "/features/features.3", "Relu")
+    got = onnxcam.Explainer(tmp_path / "small.onnx", layer=layer, device="cpu").explain(x, method="ablationcam",
+                                                                                       target=[1, 3])
+    ref = pgc(AblationCAM, model, [model.features[3]], x, [ClassifierOutputTarget(1), ClassifierOutputTarget(3)])
+    assert np.abs(got.heatmap - ref).max() <= TOL
