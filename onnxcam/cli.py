@@ -12,17 +12,18 @@ import click
 import numpy as np
 import onnx
 
-from . import __version__, outputs
+from . import __version__, outputs, tasks
 from . import methods as registry
 from .errors import OnnxcamError
 from .evaluate import DEFAULT_METRICS, METRICS
 from .explainer import Explainer, no_signal
 from .image import Preprocessing, model_preprocessing, montage, overlay, png_bytes, read_rgb, write_atomic
-from .layers import auto_layer, candidate_layers
+from .layers import candidate_layers
 from .methods.cli import given, method_options, per_method
 from .model import load_model
 from .runner import DEFAULT_BATCH, MAX_BATCH
 from .runtime import DEVICES, working_providers
+from .tasks import TASKS
 
 
 class Group(click.Group):
@@ -152,21 +153,28 @@ def layers(model, as_json, size):
 
     Example: onnxcam layers models/efficientnet_lite0.onnx --json
     """
-    m = load_model(model, _input_size(size))
+    ex = Explainer(model, input_size=_input_size(size), output=0)  # any output: detectors and segmenters list too
+    m = ex.model
     found = candidate_layers(m)
-    auto = auto_layer(m).name if found else None
+    autos = [x.name for x in ex.explained_layers] if found else []
+    auto = ", ".join(autos) or None
+    outs = [{"name": o.name, "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                                       for d in o.type.tensor_type.shape.dim]} for o in m.proto.graph.output]
     if as_json:
-        rows = [{"name": x.name, "op": x.op, "shape": list(x.shape), "layout": x.layout, "auto": x.name == auto}
+        rows = [{"name": x.name, "op": x.op, "shape": list(x.shape), "layout": x.layout, "auto": x.name in autos}
                 for x in found]
-        click.echo(json.dumps({"model": model, "auto": auto, "layers": rows}, indent=1))
+        click.echo(json.dumps({"model": model, "auto": auto, "layers": rows, "outputs": outs}, indent=1))
         return
     width = max([len(x.name) for x in found] + [5])
     click.echo(f"{'#':>4}  {'layer':<{width}}  {'op':<20} {'shape':<22} layout")
     for i, x in enumerate(found):
-        mark = "  <- auto" if x.name == auto else ""
+        mark = "  <- auto" if x.name in autos else ""
         shape = "x".join(str(d) for d in x.shape)
         click.echo(f"{i:>4}  {x.name:<{width}}  {x.op:<20} {shape:<22} {x.layout}{mark}")
     click.echo(f"{len(found)} layers; auto = {auto}")
+    click.echo("outputs (explain one with --output; --task detect|segment for detectors and segmenters):")
+    for o in outs:
+        click.echo(f"  {o['name']}: {'x'.join(str(d) for d in o['shape'])}")
 
 
 def _floats(text: str | None, flag: str = "") -> tuple[float, ...] | None:
@@ -223,7 +231,18 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
               help=f"Method (repeatable): {', '.join(registry.METHODS)}.")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (see `onnxcam layers`).")
 @click.option("--target", type=click.IntRange(0, None), default=None,
-              help="Class index to explain (default: top-1 of each image).")
+              help="Class index to explain (default: top-1 of each image; with --task detect the detection's class, "
+                   "with --task segment the class most pixels take).")
+@click.option("--task", type=click.Choice(TASKS), default="classify", show_default=True,
+              help="classify: class scores; detect: one detection of a YOLO-style output (raw v5/v8/v11, or NMS rows), "
+                   "found by non-maximum suppression; segment: a class's region of a (N, classes, H, W) output.")
+@click.option("--output", "output_name", default=None,
+              help="The output tensor to explain (default: the first output).")
+@click.option("--box", type=click.IntRange(0, None), default=0, show_default=True,
+              help="--task detect: which detection to explain, 0 = the highest score (see results.jsonl).")
+@click.option("--region", default=None, metavar="X0,Y0,X1,Y1",
+              help="--task segment: explain the class over this box of the output's pixels (default: where the "
+                   "model predicts the class).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="onnxcam-out", show_default=True)
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Class names, one per line (default: named by the model's metadata, if any).")
@@ -234,8 +253,8 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
               help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
                    "cluster; else the cluster at ADDRESS. Rows go to Parquet; see docs/scale.md.")
 @method_options(registry.METHODS)
-def explain(model, images, methods, layer, target, out_dir, labels, mean, std, size, layout, batch_size, device,
-            ray_address, **kwargs):
+def explain(model, images, methods, layer, target, task, output_name, box, region, out_dir, labels, mean, std, size,
+            layout, batch_size, device, ray_address, **kwargs):
     """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
 
     Method options (--steps, --sigma, ...) go to the chosen methods that take them.
@@ -246,15 +265,21 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     for name in methods:
         registry.get(name)
     method_opts = per_method(methods, given(kwargs))
+    if task != "classify" and ray_address is not None:
+        raise click.BadParameter("--ray explains classifiers only for now", param_hint="'--task'")
+    if task == "classify" and (region is not None or box):
+        raise click.BadParameter("--box and --region need --task detect or segment", param_hint="'--task'")
+    area = _region(region)
     if ray_address is not None:
         return _ray().explain_command(ray_address, model, images, methods, layer=layer, target=target, out=out_dir,
                                       labels=labels, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), size=size,
                                       layout=layout, device=device, batch_size=batch_size,
                                       method_options={k: v for opts in method_opts.values() for k, v in opts.items()})
     _refuse_folders(images)
-    ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size))
+    explained = output_name if output_name is not None else (0 if task != "classify" else None)
+    ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size), output=explained)
     layer_name = ex.layer.name if any(registry.get(m).needs_layer for m in methods) else None
-    prep = _preprocessing(ex.model, mean, std, layout)
+    prep = model_preprocessing(ex.model, _floats(mean, "--mean"), _floats(std, "--std"), layout, task)
     props = {p.key: p.value for p in ex.model.proto.metadata_props}
     if labels is None:
         labels = outputs.metadata_labels(model, props)
@@ -269,6 +294,7 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     settings = json.loads(json.dumps({  # what the outputs depend on: a re-run with these skips finished images
         "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": layer_name,
         "methods": methods, "target": target, "options": {m: registry.options(m, method_opts[m]).asdict() for m in methods},
+        "task": [task, ex.model.logits, box, area],
         "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
     }))
     recorded = outputs.recorded_images(outputs.read_records(out), settings)
@@ -280,13 +306,14 @@ def explain(model, images, methods, layer, target, out_dir, labels, mean, std, s
     with click.progressbar(length=len(todo), label="explaining", file=sys.stderr, hidden=len(todo) < 2) as bar:
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
-            _explain_batch(ex, chunk, stems, prep, method_opts, target, batch_size, out, names, settings)
+            _explain_batch(ex, chunk, stems, prep, method_opts, (task, target, box, area), batch_size, out, names,
+                           settings)
             bar.update(len(chunk))
     click.echo(f"wrote {len(todo)} image(s) x {len(methods)} method(s) to {out}/"
                + (f" ({len(paths) - len(todo)} already there)" if len(todo) < len(paths) else ""))
 
 
-def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, dict], target, batch_size, out: Path, names,
+def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, dict], what, batch_size, out: Path, names,
                    settings) -> None:
     """Explain a batch of images with every method, then write each image's files and, last, its record."""
     xs, views = zip(*(prep(read_rgb(path)) for path in paths))
@@ -294,9 +321,13 @@ def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, di
         if not np.isfinite(x).all():
             raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
                                "values; check --mean and --std")
+    task, category, box, area = what
+    x = np.stack(xs)
+    y = ex.outputs_at(x) if task != "classify" else None
+    target, extras = tasks.targets(task, y, paths, category, box, area)
     results = {}
     for name, opts in method_opts.items():
-        results[name] = ex.explain(np.stack(xs), method=name, target=target, batch_size=batch_size, **opts)
+        results[name] = ex.explain(x, method=name, target=target, batch_size=batch_size, **opts)
         bad = np.flatnonzero(~results[name].valid)
         if len(bad):
             raise OnnxcamError(no_signal(results[name], int(bad[0]), str(paths[bad[0]])))
@@ -309,15 +340,30 @@ def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, di
             np.save(buf, (res.cam if res.cam is not None else res.heatmap)[i : i + 1])
             write_atomic(out / f"{prefix}.npy", buf.getvalue())
             panel = overlay(view, res.heatmap[i])
+            if task != "classify":
+                panel = tasks.draw(panel, target[i], extras[i])
             write_atomic(out / f"{prefix}.png", png_bytes(panel))
             panels.append(panel)
             record["target"] = int(res.target[i])
-        record["top5"] = outputs.top5(res.logits[i], names)
+        record.update(tasks.record(task, res.logits[i], names, extras[i]))
         if len(methods) > 1:
             write_atomic(out / f"{stems[path]}_montage.png",
                          png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
         record["settings"] = settings
         outputs.append_record(out, record)  # last: a record means every file of the image is complete
+
+
+def _region(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)) or values[2] <= values[0] or values[3] <= values[1]:
+        raise click.BadParameter(f"expected X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0, got {text[:40]!r}",
+                                 param_hint="'--region'")
+    return values
 
 
 def _refuse_folders(images) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from . import methods
 from .errors import OnnxcamError, UsageError
 from .explanation import Explanation
-from .layers import Layer, candidate_layers, resolve_layer
+from .layers import Layer, candidate_layers, head_inputs, resolve_layer
 from .methods.run import multi_layer, run
 from .runner import Runner, Weights, batch_rows
 
@@ -24,6 +24,9 @@ class Explainer(Runner):
         self._layers: list[Layer] | None = None if layer == "auto" else self._resolve(layer)  # named ones: now
 
     def _resolve(self, layer) -> list[Layer]:
+        shape = self.output_shape
+        if layer == "auto" and shape is not None and len(shape) != 2:
+            return head_inputs(self.model)  # a detector's or segmenter's output: the layers its heads read
         names = [layer] if isinstance(layer, str) else list(layer)
         if not names:
             raise UsageError("layer must name at least one layer")

@@ -27,32 +27,50 @@ class Preprocessing:
     std: tuple[float, ...] = IMAGENET_STD
     layout: str = "NCHW"
     crop: float = 224 / 256  # fraction of the resized shorter side kept by the center crop (1 = no crop)
+    letterbox: bool = False  # fit the whole photo and pad with gray (ultralytics' LetterBox), instead of cropping
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(model input CHW/HWC float32, the cropped RGB image in [0, 1] for overlays)."""
         h, w = self.size
+        if self.letterbox:
+            return self._normalized(letterboxed(rgb, h, w))
         short = min(rgb.shape[:2])
         scale = min(h, w) / self.crop / short
         resized = cv2.resize(rgb, (max(w, round(rgb.shape[1] * scale)), max(h, round(rgb.shape[0] * scale))),
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         top, left = (resized.shape[0] - h) // 2, (resized.shape[1] - w) // 2
-        view = resized[top : top + h, left : left + w].astype(np.float32) / 255
+        return self._normalized(resized[top : top + h, left : left + w].astype(np.float32) / 255)
+
+    def _normalized(self, view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = (view - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return (x.transpose(2, 0, 1) if self.layout == "NCHW" else x), view
 
 
+def letterboxed(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The photo scaled to fit (h, w), centered on gray 114 (as ultralytics pads), in [0, 1]."""
+    scale = min(h / rgb.shape[0], w / rgb.shape[1])
+    nh, nw = max(1, round(rgb.shape[0] * scale)), max(1, round(rgb.shape[1] * scale))
+    resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.full((h, w, 3), 114, np.uint8)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    out[top : top + nh, left : left + nw] = resized
+    return out.astype(np.float32) / 255
+
+
 def model_preprocessing(model, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                        layout: str | None = None) -> Preprocessing:
+                        layout: str | None = None, task: str = "classify") -> Preprocessing:
     """How `onnxcam explain` and `onnxcam serve` prepare photos for `model` (an onnxcam.Model): the given mean/std,
-    else the model's onnxcam.mean/onnxcam.std metadata, else ImageNet's."""
+    else the model's onnxcam.mean/onnxcam.std metadata, else ImageNet's (for detectors 0 and 1: ultralytics' x/255).
+    Classifiers get a center crop, detectors and segmenters the whole photo letterboxed."""
     props = {p.key: p.value for p in model.proto.metadata_props}
-    mean = mean or metadata_floats(props, "onnxcam.mean") or IMAGENET_MEAN
-    std = std or metadata_floats(props, "onnxcam.std") or IMAGENET_STD
+    detect = task == "detect"
+    mean = mean or metadata_floats(props, "onnxcam.mean") or ((0.0,) if detect else IMAGENET_MEAN)
+    std = std or metadata_floats(props, "onnxcam.std") or ((1.0,) if detect else IMAGENET_STD)
     if not all(1e-6 <= s <= 1e6 for s in std):
         raise OnnxcamError(f"--std must be in 1e-6..1e6 (images are scaled to 0..1); got {std}")
     if not all(abs(v) <= 1e6 for v in mean):
         raise OnnxcamError(f"--mean must be in -1e6..1e6 (images are scaled to 0..1); got {mean}")
-    return Preprocessing(model.image_size, mean, std, layout or model.layout)
+    return Preprocessing(model.image_size, mean, std, layout or model.layout, letterbox=task != "classify")
 
 
 def metadata_floats(props: dict, key: str) -> tuple[float, ...] | None:

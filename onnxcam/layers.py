@@ -102,6 +102,33 @@ def auto_layer(model: Model) -> Layer:
     return layer
 
 
+def head_inputs(model: Model) -> list[Layer]:
+    """For an output that is not class scores (a detector's, a segmenter's): the layers feeding its heads, i.e. the
+    inputs of the last Conv on every path to the output — spatial maps no larger than the image (a YOLO's DFL conv
+    works on anchors, not on a map)."""
+    by_name = {layer.name: layer for layer in candidate_layers(model)}
+    producers = {o: n for n in model.proto.graph.node for o in n.output}
+    ih, iw = model.image_size
+    found, seen, todo = [], set(), [model.logits]
+    while todo:
+        tensor = todo.pop()
+        node = producers.get(tensor)
+        if tensor in seen or node is None:
+            continue
+        seen.add(tensor)
+        layer = by_name.get(node.input[0]) if node.op_type == "Conv" else None
+        if layer is not None and layer.layout == "NCHW" and layer.grid[0] <= ih and layer.grid[1] <= iw:
+            if layer not in found:
+                found.append(layer)
+            continue
+        todo.extend(i for i in node.input if i)
+    if not found:
+        raise LayerError(f"{model.source}: no convolution head found before output {model.logits!r}; name the layers "
+                         "to explain (layer=[...], --layer)")
+    order = {layer.name: k for k, layer in enumerate(by_name.values())}
+    return sorted(found, key=lambda layer: order[layer.name])
+
+
 def _last_attention_input(usable: list[Layer]) -> Layer | None:
     """With a class token (ViT), only attention mixes the patch tokens into the score: after the last
     block's attention every patch gradient is zero. So take the last block's first norm (pytorch-grad-cam's

@@ -65,12 +65,12 @@ def opset_version(proto: onnx.ModelProto) -> int:
 
 
 def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: tuple[int, int] | None = None,
-               output: str | None = None) -> Model:
+               output: str | int | None = None) -> Model:
     """Read, validate and normalize an image model; every error is a one-line ModelError.
 
     `input_size` (H, W) fixes a dynamic height and width, so that shapes, and with them layers, are known. `output`
     names the tensor to explain (any shape: detections, segmentation maps); by default the first float output, which
-    must then be class scores (N, classes)."""
+    must then be class scores (N, classes); an int picks a graph output by position."""
     if isinstance(source, Model):
         return source if output is None else explained_output(source, output)
     proto, name = read_model(source, input_size)
@@ -82,9 +82,13 @@ def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: 
     return Model(proto, image, shape, layout, score, logits, name)
 
 
-def explained_output(model: Model, output: str) -> Model:
+def explained_output(model: Model, output: str | int) -> Model:
     """The model explaining tensor `output` as it is (no softmax is looked for: targets weigh its raw values)."""
     g = model.proto.graph
+    if isinstance(output, int):
+        if not 0 <= output < len(g.output):
+            raise ModelError(f"{model.source}: the model has {len(g.output)} output(s); output {output} is not one")
+        output = g.output[output].name
     vi = next((v for v in [*g.output, *g.value_info] if v.name == output), None)
     if vi is None:
         names = [o.name for o in g.output]
