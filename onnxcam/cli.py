@@ -391,6 +391,11 @@ def _ray():
 @click.option("--method", "-m", required=True, type=click.Choice(registry.exportable()),
               help="Method to build into the model.")
 @click.option("--layer", default="auto", show_default=True, help="Layer tensor or node name (CAM methods).")
+@click.option("--task", type=click.Choice(TASKS), default="classify", show_default=True,
+              help="What the exported model's inputs choose: classify: int64 `target` (−1 = top-1); detect: `target` "
+                   "(class) and `anchor` of a YOLO-style raw output; segment: `target` (class) and a bool `mask`.")
+@click.option("--explain-output", "output_name", default=None,
+              help="The output tensor to explain (default: the first output).")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the explainer model (.onnx).")
 @click.option("--triton", "triton_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -399,7 +404,7 @@ def _ray():
 @click.option("--max-batch-size", type=click.IntRange(1, 65536), default=8, show_default=True,
               help="Triton max_batch_size.")
 @method_options(registry.exportable())
-def export_command(model, method, layer, out, triton_dir, triton_name, max_batch_size, **kwargs):
+def export_command(model, method, layer, task, output_name, out, triton_dir, triton_name, max_batch_size, **kwargs):
     """Write a self-contained explainer model: the model's outputs plus `heatmap` (and `cam` or `attribution`).
 
     The result runs in a stock onnxruntime (or Triton); its optional int64 input `target` (−1 = top-1)
@@ -411,7 +416,9 @@ def export_command(model, method, layer, out, triton_dir, triton_name, max_batch
     from .triton import triton_entry
 
     options = per_method([method], given(kwargs))[method]
-    proto = export(model, method, layer=layer, **options)
+    kind = {"classify": "class", "detect": "detection", "segment": "segmentation"}[task]
+    explained = output_name if output_name is not None else (0 if task != "classify" else None)
+    proto = export(model, method, layer=layer, output=explained, target=kind, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, proto.SerializeToString())
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): outputs "

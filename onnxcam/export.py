@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from . import methods
 from .autodiff.builder import GRAD_SEED, Builder, build_gradients, grad_name, refuse_taken
 from .errors import OnnxcamError, UsageError
-from .layers import Layer, resolve_layer
+from .layers import Layer, head_inputs, resolve_layer
 from .methods.arrays import OnnxArrays, Symbol
 from .methods.common import baseline_value
 from .methods.definition import Context, Gradient, Noise, Path, Row, Single
@@ -35,16 +35,29 @@ from .surgery import PROB, TARGET, score_tensor
 
 HEATMAP, CAM, ATTRIBUTION = "heatmap", "cam", "attribution"
 NOISE = "noise"  # the optional input of standard-normal draws (noise methods exported with noise_input=True)
+MASK, ANCHOR, SEED = "mask", "anchor", "seed"  # the inputs of segmentation, detection and seed targets
+TARGETS = ("class", "segmentation", "detection", "seed")
 ROWS = "onnxcam_rows"  # the network's input inside an exported path-method graph: (S·N, C, H, W)
 
 
-def export(model, method: str, layer: str = "auto", noise_input: bool = False, **options) -> onnx.ModelProto:
+def export(model, method: str, layer: str = "auto", noise_input: bool = False, output: str | int | None = None,
+           target: str = "class", **options) -> onnx.ModelProto:
     """An ONNX model computing the model's outputs and `method`'s heatmap for its input, in one run.
 
     `options` are the method's options in Explainer.explain, with the same defaults. Noise methods draw from
     RandomNormalLike(seed): ONNX Runtime gives a fresh session the same draws, and each further run of that session
-    new ones; with `noise_input` the draws are an input `noise` (samples, N, ...) instead, to replay a run."""
-    m = load_model(model)
+    new ones; with `noise_input` the draws are an input `noise` (samples, N, ...) instead, to replay a run.
+
+    `output` names the tensor to explain and `target` what the exported model takes as inputs to choose in it:
+    "class" (int64 `target`, −1 = top-1), "segmentation" (`target` category and a bool `mask` (N or 1, H, W) of the
+    output's pixels), "detection" (`target` category and `anchor`, the anchor of a YOLO-style raw output) or "seed"
+    (`seed`, weights shaped like the output, N or 1 rows) — the onnxcam.targets objects as graph inputs."""
+    if target not in TARGETS:
+        raise UsageError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
+    m = load_model(model, output=output)
+    if target == "class" and output is not None and len(_dims_of(m, m.logits) or ()) != 2:
+        raise UsageError(f"output {m.logits!r} is not class scores (N, classes); export it with target='segmentation', "
+                         "'detection' or 'seed'")
     definition = methods.get(method)
     if not isinstance(definition, Gradient):
         raise UsageError(f"method {method!r} cannot be exported; choose one of {', '.join(methods.exportable())}")
@@ -53,8 +66,18 @@ def export(model, method: str, layer: str = "auto", noise_input: bool = False, *
     if why:
         raise UsageError(f"{method} with these options cannot be exported: {why}")
     _check_exportable(m)
-    chosen = resolve_layer(m, layer) if definition.needs_layer else None
-    proto = _Export(m, definition, chosen, opts, noise_input).build()
+    if target != "class" and opts.score != "logit":
+        raise UsageError(f"score={opts.score!r} is a class probability; a {target} target weighing the output "
+                         "explains the output itself: pass score='logit'")
+    if definition.needs_layer and layer == "auto" and target != "class":
+        heads = head_inputs(m)
+        if len(heads) > 1:
+            raise UsageError(f"the output's heads read {len(heads)} layers and an export explains one; name it with "
+                             f"layer= (--layer), e.g. {heads[0].name!r}")
+        chosen = heads[0]
+    else:
+        chosen = resolve_layer(m, layer) if definition.needs_layer else None
+    proto = _Export(m, definition, chosen, opts, noise_input, target).build()
     _check_loads(proto, m)
     return proto
 
@@ -77,7 +100,7 @@ def _check_exportable(m: Model) -> None:
     if not all(m.image_size):
         raise OnnxcamError("the model's input height and width are dynamic; export a model with a fixed input size")
     names = {o for n in g.node for o in n.output} | {i.name for i in g.input} | inits
-    taken = sorted(names & {TARGET, HEATMAP, CAM, ATTRIBUTION, ROWS, PROB, NOISE})
+    taken = sorted(names & {TARGET, HEATMAP, CAM, ATTRIBUTION, ROWS, PROB, NOISE, MASK, ANCHOR, SEED})
     if taken:
         raise OnnxcamError(f"the model already has a tensor named {taken[0]!r}; rename it before exporting")
 
@@ -100,8 +123,9 @@ def _check_loads(proto: onnx.ModelProto, m: Model) -> None:
 class _Export:
     """The model run on every row, its gradients read per slot, and the method's definition run on symbols."""
 
-    def __init__(self, m: Model, d: Gradient, layer: Layer | None, opts: Options, noise_input: bool):
+    def __init__(self, m: Model, d: Gradient, layer: Layer | None, opts: Options, noise_input: bool, target: str):
         self.m, self.d, self.layer, self.opts, self.noise_input = m, d, layer, opts, noise_input
+        self.target = target
         self.plan = d.rows(opts)
         if isinstance(self.plan, Single):
             self.path_rows, self.steps = 1, 1
@@ -153,8 +177,9 @@ class _Export:
         for vi in list(g.input):
             if vi.name in (ROWS, GRAD_SEED):
                 g.input.remove(vi)
-        g.input.append(helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["T"]))
-        g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), TARGET))
+        g.input.extend(self._target_inputs())
+        if self.target == "class":
+            g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), TARGET))
         if self.noise_input and isinstance(self.plan, Noise):
             g.input.append(helper.make_tensor_value_info(NOISE, TensorProto.FLOAT, [self.path_rows, "N",
                                                                                     *m.input_shape[1:]]))
@@ -204,11 +229,56 @@ class _Export:
         return b
 
     # -- seed ------------------------------------------------------------------------------
+    def _target_inputs(self) -> list[onnx.ValueInfoProto]:
+        vi = helper.make_tensor_value_info
+        if self.target == "class":
+            return [vi(TARGET, TensorProto.INT64, ["T"])]
+        if self.target == "seed":
+            return [vi(SEED, TensorProto.FLOAT, ["S", *_dims_of(self.m, self.m.logits)[1:]])]
+        extra = vi(MASK, TensorProto.BOOL, ["T", "H", "W"]) if self.target == "segmentation" else \
+            vi(ANCHOR, TensorProto.INT64, ["T"])
+        return [vi(TARGET, TensorProto.INT64, ["T"]), extra]
+
+    def _weights(self, clean: str) -> str:
+        """The seed weights over the clean rows' output (N, ...), from the target's inputs (targets.py's weights_for)."""
+        b = self.b
+        shape = b.op("Shape", clean)
+        if self.target == "seed":
+            return b.op("Expand", SEED, shape)
+        n = b.op("Shape", clean, end=1)
+        category = b.op("Expand", TARGET, n)
+        if self.target == "segmentation":
+            classes = b.op("OneHot", category, b.op("Shape", clean, start=1, end=2), b.const([0.0, 1.0], dtype=np.float32),
+                           axis=-1)
+            mask = b.op("Cast", b.op("Expand", MASK, b.op("Concat", n, b.op("Shape", clean, start=2), axis=0)),
+                        to=TensorProto.FLOAT)
+            return b.op("Mul", b.op("Unsqueeze", classes, b.ints([2, 3])), b.op("Unsqueeze", mask, b.ints([1])))
+        anchor = b.op("Expand", ANCHOR, n)
+        dims = _dims_of(self.m, self.m.logits)
+        v8 = not (isinstance(dims[1], int) and isinstance(dims[2], int) and dims[1] > dims[2])
+        on = b.const([0.0, 1.0], dtype=np.float32)
+        row = b.op("Add", category, b.const(4 if v8 else 5, dtype=np.int64))
+        rows_axis, anchors_axis = (1, 2) if v8 else (2, 1)
+        picked = b.op("OneHot", row, b.op("Shape", clean, start=rows_axis, end=rows_axis + 1), on, axis=-1)
+        at = b.op("OneHot", anchor, b.op("Shape", clean, start=anchors_axis, end=anchors_axis + 1), on, axis=-1)
+        if v8:
+            return b.op("Mul", b.op("Unsqueeze", picked, b.ints([2])), b.op("Unsqueeze", at, b.ints([1])))
+        return b.op("Mul", b.op("Unsqueeze", at, b.ints([2])), b.op("Unsqueeze", picked, b.ints([1])))
+
     def _seed(self, proto: onnx.ModelProto, logits: str, score: str) -> None:
-        """grad_seed = one_hot(class of the image the row belongs to), the class chosen at the clean row."""
+        """grad_seed = one_hot(class of the image the row belongs to), the class chosen at the clean row; or the
+        target's weights, repeated for every slot."""
         b = self.b
         seed_vi = next(i for i in proto.graph.input if i.name == GRAD_SEED)
         dtype = helper.tensor_dtype_to_np_dtype(seed_vi.type.tensor_type.elem_type)
+        if self.target != "class":
+            w = self._weights(self._clean(logits))
+            if self.steps > 1:
+                rank = len(_dims_of(self.m, self.m.logits))
+                w = b.op("Tile", w, b.ints([self.steps, *[1] * (rank - 1)]))
+            b.nodes.append(helper.make_node("Cast", [w], [GRAD_SEED], to=seed_vi.type.tensor_type.elem_type,
+                                            name=GRAD_SEED))
+            return
         target = b.op("Expand", TARGET, self.n)  # (1,) serves every image
         top1 = b.op("ArgMax", self._clean(logits), axis=-1, keepdims=0)
         chosen = b.op("Where", b.op("Less", target, b.const(0, dtype=np.int64)), top1, target)
@@ -276,6 +346,13 @@ class _Export:
 
 
 # ------------------------------------------------------------------ graph utilities
+
+
+def _dims_of(m: Model, name: str) -> tuple | None:
+    for vi in [*m.proto.graph.value_info, *m.proto.graph.output]:
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
+    return None
 
 
 def _copy_vi(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:

@@ -113,7 +113,7 @@ def head_inputs(model: Model) -> list[Layer]:
     while todo:
         tensor = todo.pop()
         node = producers.get(tensor)
-        if tensor in seen or node is None:
+        if tensor in seen or node is None or node.op_type in ("Shape", "Size"):  # sizes carry no gradient
             continue
         seen.add(tensor)
         layer = by_name.get(node.input[0]) if node.op_type == "Conv" else None

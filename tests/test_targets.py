@@ -199,3 +199,46 @@ def test_ablationcam_equals_pytorch_grad_cam(tmp_path):
                                                                                        target=[1, 3])
     ref = pgc(AblationCAM, model, [model.features[3]], x, [ClassifierOutputTarget(1), ClassifierOutputTarget(3)])
     assert np.abs(got.heatmap - ref).max() <= TOL
+
+
+class TinySeg(torch.nn.Module):
+    """Encoder at 1/4 resolution, a 1×1 classifier, bilinear upsampling to the input: (N, classes, H, W)."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.Tanh(),
+                                            torch.nn.Conv2d(8, 16, 3, 2, 1), torch.nn.Tanh())
+        self.classifier = torch.nn.Conv2d(16, classes, 1)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.classifier(self.features(x)), size=x.shape[2:], mode="bilinear")
+
+
+def run_export(proto: onnx.ModelProto, **feeds) -> dict:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+
+@pytest.mark.parametrize("method, options", [("gradcam", {}), ("rsi-gradcam", {"steps": 3, "score": "logit",
+                                                                                   "baseline": 0.0})])
+def test_exported_targets_equal_the_explainer(yolo, tmp_path, method, options):
+    """Detection (category and anchor as inputs) and Segmentation (category and mask as inputs), in one graph."""
+    _, path, x, layers = yolo
+    proto = onnxcam.export(str(path), method, layer=layers["p3"], output="output0", target="detection", **options)
+    out = run_export(proto, images=x, target=np.array([1, 2]), anchor=np.array(ANCHORS))
+    ref = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu").explain(
+        x, method=method, target=[Detection(1, index=ANCHORS[0]), Detection(2, index=ANCHORS[1])], **options)
+    assert np.abs(out["heatmap"] - ref.heatmap).max() <= 1e-4
+
+    torch.manual_seed(0)
+    seg = export(TinySeg().eval(), 32, tmp_path / "seg.onnx")
+    xs = np.random.default_rng(4).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    mask = np.zeros((2, 32, 32), bool)
+    mask[0, 4:20, 8:30], mask[1, 10:32, 0:12] = True, True
+    proto = onnxcam.export(seg, method, output="output0", target="segmentation", **options)
+    out = run_export(proto, images=xs, target=np.array([2]), mask=mask)
+    ref = onnxcam.Explainer(seg, output="output0", device="cpu").explain(
+        xs, method=method, target=[Segmentation(2, mask[0]), Segmentation(2, mask[1])], **options)
+    assert np.abs(out["heatmap"] - ref.heatmap).max() <= 1e-4

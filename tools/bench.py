@@ -4,7 +4,7 @@ Everything is measured side by side in one process (memory: one fresh subprocess
 on the same machine, with the same thread count for PyTorch and ONNX Runtime:
 
     python tools/bench.py                          # all sections; ≈ 6 min on an idle 2-core machine
-    python tools/bench.py --only gradcam,rsi       # sections: gradcam, rsi, profile, memory, spinning
+    python tools/bench.py --only gradcam,rsi       # sections: batch1, gradcam, rsi, profile, memory, spinning
     python tools/bench.py --full                   # 8 images in every section; ≈ 15 min idle (estimate)
     python tools/bench.py --wait-quiet 60          # on a shared machine: wait for idle CPUs before each timed run
     python tools/bench.py --only rsi --activation-path   # also time path="activation" (a different sum)
@@ -57,7 +57,8 @@ from pathlib import Path
 import numpy as np
 from benchlib import cpu_name, cpu_session, loadavg
 
-SECTIONS = ("gradcam", "rsi", "profile", "memory", "spinning")
+SECTIONS = ("batch1", "gradcam", "rsi", "profile", "memory", "spinning")
+DEMO = Path(__file__).resolve().parents[1] / "models" / "efficientnet_lite0.onnx"
 SEED = 0
 SIZE = 224
 # Captum LayerConductance peak RSS, measured here (ResNet-50, 224×224, 2 images): 5.1 GB at internal_batch_size 16,
@@ -399,6 +400,30 @@ def section_gradcam(args, path: Path, out: list[str]) -> None:
     )
 
 
+def section_batch1(args, path: Path, out: list[str]) -> None:
+    """One image per call, as a server sees requests: the fixed cost per call, which batching hides."""
+    x = images(1)
+    cases, pairs = [], []
+    for label, model in (("demo model (EfficientNet-Lite0)", DEMO), ("ResNet-50", path)):
+        plain = cpu_session(model, args.threads)
+        ex = onnxcam_explainer(model, args.threads)
+        pair = _calls(label, plain, ex, x, args.batch1_calls)
+        cases += pair
+        pairs.append(pair)
+    measure(cases, args.repeats)
+    rows = [[c.name, f"{1e3 * c.median / args.batch1_calls:.2f}", f"{c.median / p.median:.2f}×", ort_column(c),
+             c.other_load] for p, o in pairs for c in (p, o)]
+    out.append(f"### 0. One image per call — {args.batch1_calls} calls per timed run, {SIZE}×{SIZE}\n")
+    out.append(table(["configuration", "ms per call", "÷ plain inference", "time in ORT run()", OTHERS], rows))
+    out.append("")
+
+
+def _calls(label: str, plain, ex, x: np.ndarray, calls: int) -> list[Case]:
+    name = plain.get_inputs()[0].name
+    return [Case(f"{label}: plain ORT inference", lambda: [plain.run(None, {name: x}) for _ in range(calls)]),
+            Case(f"{label}: onnxcam Grad-CAM", lambda: [ex.explain(x, method="gradcam") for _ in range(calls)])]
+
+
 def section_rsi(args, path: Path, out: list[str]) -> None:
     import torch
     from captum.attr import LayerConductance
@@ -736,6 +761,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and ORT intra-op threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per configuration, after one warm-up (≥ 3)")
     p.add_argument("--images", type=int, default=8, help="Grad-CAM batch (default 8)")
+    p.add_argument("--batch1-calls", type=int, default=50, help="calls per timed run in the batch1 section")
     p.add_argument("--steps", type=int, default=50, help="RSI-Grad-CAM steps m (m + 1 points; default 50)")
     p.add_argument("--path-images", type=int, default=2, help="images for the RSI section (default 2; --full: 8)")
     p.add_argument("--batch-sizes", type=ints, default=[8, 16, 32, 64], help="onnxcam batch_size sweep (rows per ORT run)")
@@ -792,7 +818,8 @@ def main(argv=None) -> None:
         + "\n",
     ]
     path = exported_model(args.cache)
-    sections = {"gradcam": section_gradcam, "rsi": section_rsi, "profile": section_profile, "memory": section_memory,
+    sections = {"batch1": section_batch1, "gradcam": section_gradcam, "rsi": section_rsi, "profile": section_profile,
+                "memory": section_memory,
                 "spinning": section_spinning}
     for name in SECTIONS:
         if name in only:
