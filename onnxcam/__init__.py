@@ -14,10 +14,11 @@ __all__ = [
     "grad_name", "gradient_model", "load_model",
 ]
 
+from . import targets  # noqa: E402
 from .explainer import Explainer  # noqa: E402
 from .explanation import Explanation  # noqa: E402
 
-__all__ += ["Explainer", "Explanation"]
+__all__ += ["Explainer", "Explanation", "targets"]
 
 from .export import export  # noqa: E402  (shadows the submodule: use `from onnxcam.export import ...` for the rest)
 

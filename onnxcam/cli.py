@@ -240,6 +240,8 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
               help="The output tensor to explain (default: the first output).")
 @click.option("--box", type=click.IntRange(0, None), default=0, show_default=True,
               help="--task detect: which detection to explain, 0 = the highest score (see results.jsonl).")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="--task detect: the lowest score a detection needs to be listed (ultralytics' default).")
 @click.option("--region", default=None, metavar="X0,Y0,X1,Y1",
               help="--task segment: explain the class over this box of the output's pixels (default: where the "
                    "model predicts the class).")
@@ -253,7 +255,7 @@ def _preprocessing(m, mean, std, layout) -> Preprocessing:
               help="Run on Ray Data (extra ray; IMAGES may be folders): alone, a local Ray; 'auto', the running "
                    "cluster; else the cluster at ADDRESS. Rows go to Parquet; see docs/scale.md.")
 @method_options(registry.METHODS)
-def explain(model, images, methods, layer, target, task, output_name, box, region, out_dir, labels, mean, std, size,
+def explain(model, images, methods, layer, target, task, output_name, box, conf, region, out_dir, labels, mean, std, size,
             layout, batch_size, device, ray_address, **kwargs):
     """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
 
@@ -294,7 +296,7 @@ def explain(model, images, methods, layer, target, task, output_name, box, regio
     settings = json.loads(json.dumps({  # what the outputs depend on: a re-run with these skips finished images
         "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": layer_name,
         "methods": methods, "target": target, "options": {m: registry.options(m, method_opts[m]).asdict() for m in methods},
-        "task": [task, ex.model.logits, box, area],
+        "task": [task, ex.model.logits, box, conf, area],
         "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
     }))
     recorded = outputs.recorded_images(outputs.read_records(out), settings)
@@ -306,7 +308,7 @@ def explain(model, images, methods, layer, target, task, output_name, box, regio
     with click.progressbar(length=len(todo), label="explaining", file=sys.stderr, hidden=len(todo) < 2) as bar:
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
-            _explain_batch(ex, chunk, stems, prep, method_opts, (task, target, box, area), batch_size, out, names,
+            _explain_batch(ex, chunk, stems, prep, method_opts, (task, target, box, conf, area), batch_size, out, names,
                            settings)
             bar.update(len(chunk))
     click.echo(f"wrote {len(todo)} image(s) x {len(methods)} method(s) to {out}/"
@@ -321,10 +323,10 @@ def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, di
         if not np.isfinite(x).all():
             raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
                                "values; check --mean and --std")
-    task, category, box, area = what
+    task, category, box, conf, area = what
     x = np.stack(xs)
     y = ex.outputs_at(x) if task != "classify" else None
-    target, extras = tasks.targets(task, y, paths, category, box, area)
+    target, extras = tasks.targets(task, y, paths, category, box, area, conf)
     results = {}
     for name, opts in method_opts.items():
         results[name] = ex.explain(x, method=name, target=target, batch_size=batch_size, **opts)

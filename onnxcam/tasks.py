@@ -14,14 +14,15 @@ TASKS = ("classify", "detect", "segment")
 GREEN = (0, 255, 0)
 
 
-def targets(task: str, y: np.ndarray, paths, category: int | None, box: int, region) -> tuple[object, list[dict]]:
+def targets(task: str, y: np.ndarray, paths, category: int | None, box: int, region,
+            conf: float = 0.25) -> tuple[object, list[dict]]:
     """The target of every image (from the explained output y, (N, ...)) and what its record says about it."""
     if task == "classify":
         return category, [{} for _ in paths]
     found, records = [], []
     for path, yi in zip(paths, y):
         if task == "detect":
-            target, record = _detection(path, yi, category, box)
+            target, record = _detection(path, yi, category, box, conf)
         else:
             target, record = _segment(path, yi, category, region)
         found.append(target)
@@ -29,18 +30,18 @@ def targets(task: str, y: np.ndarray, paths, category: int | None, box: int, reg
     return found, records
 
 
-def _detection(path, y: np.ndarray, category: int | None, box: int) -> tuple[Detection, dict]:
-    """The box-th kept detection (NMS on raw YOLO outputs; an NMS export's own rows above the score threshold)."""
+def _detection(path, y: np.ndarray, category: int | None, box: int, conf: float) -> tuple[Detection, dict]:
+    """The box-th kept detection (NMS on raw YOLO outputs; an NMS export's own rows) scoring at least `conf`."""
     boxes, scores = detections(y)
     if detection_layout(y) == "nms":
-        kept = [i for i in np.argsort(-scores.max(1)) if scores[i].max() >= 0.25]
+        kept = [i for i in np.argsort(-scores.max(1)) if scores[i].max() >= conf]
     else:
-        kept = nms(boxes, scores)
+        kept = nms(boxes, scores, score_threshold=conf)
     listed = [{"box": [round(float(v), 2) for v in boxes[i]], "score": round(float(scores[i].max()), 5),
                "class": int(scores[i].argmax()), "anchor": int(i)} for i in kept]
     if box >= len(kept):
-        raise OnnxcamError(f"{path}: --box {box} asks for detection {box}, but {len(kept)} detection(s) score above "
-                           "0.25; explain another one or another image")
+        raise OnnxcamError(f"{path}: --box {box} asks for detection {box}, but {len(kept)} detection(s) score at least "
+                           f"--conf {conf:g}; explain another one, lower --conf or take another image")
     anchor = int(kept[box])
     chosen = int(scores[anchor].argmax()) if category is None else category
     return Detection(chosen, index=anchor), {"detections": listed, "explained": {**listed[box], "class": chosen}}
@@ -48,11 +49,11 @@ def _detection(path, y: np.ndarray, category: int | None, box: int) -> tuple[Det
 
 def _segment(path, y: np.ndarray, category: int | None, region) -> tuple[Segmentation, dict]:
     """Category (default: the class most pixels take) over `region` (x0, y0, x1, y1 in output pixels), or over the
-    pixels the model gives that class."""
+    pixels the model gives that class; a one-channel output is a foreground probability (its pixels above 0.5)."""
     if y.ndim != 3:
         raise UsageError(f"--task segment needs an output (N, classes, H, W); this one is {y.shape} per image")
-    labels = y.argmax(0)
-    counts = np.bincount(labels.ravel(), minlength=len(y))
+    labels = y.argmax(0) if len(y) > 1 else np.where(y[0] > 0.5, 0, -1)
+    counts = np.bincount(labels[labels >= 0].ravel(), minlength=len(y))
     chosen = int(counts.argmax()) if category is None else category
     if region is None:
         mask = labels == chosen

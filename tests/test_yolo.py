@@ -69,3 +69,27 @@ def test_auto_layers_feed_the_heads(yolo):
     r = ex.explain(d["x"], method="gradcam", target=[Detection(int(c), index=int(a))
                                                      for c, a in zip(d["categories"], d["anchors"])])
     assert r.valid.all() and r.heatmap.shape == (2, 64, 64)
+
+
+def test_explain_task_detect_lists_detections_and_draws_the_box(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from onnxcam.cli import main
+
+    d = dict(np.load(FIXTURES / "yolov8n_det.npz"))
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.uint8(255 * d["x"][0].transpose(1, 2, 0)[:, :, ::-1]))
+    args = ["explain", str(FIXTURES / "yolov8n_det.onnx"), str(photo), "--task", "detect", "--conf", "0.001",
+            "--size", "64", "-m", "gradcam", "-m", "eigencam", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    import json
+
+    record = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
+    found = record["detections"]
+    assert found and record["explained"] == found[0] and found == sorted(found, key=lambda f: -f["score"])
+    assert all(f["score"] >= 0.001 for f in found) and record["target"] == found[0]["class"]
+    assert (tmp_path / "out" / "photo_gradcam.png").is_file()
+    far = CliRunner().invoke(main, [*args, "--box", "999", "--out", str(tmp_path / "other")])
+    assert far.exit_code == 1 and "--box 999" in far.output and "Traceback" not in far.output
