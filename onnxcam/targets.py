@@ -94,7 +94,7 @@ def detection_layout(y: np.ndarray) -> str:
     """"v8" (4 + C, A), "v5" (A, 5 + C) or "nms" (K, 6), from one image's output."""
     if y.ndim != 2:
         raise UsageError(f"a Detection target needs a 2-D output per image (YOLO raw or NMS rows); got {y.shape}")
-    if y.shape[1] == 6 and y.shape[0] != 10:
+    if y.shape[1] == 6 and y.shape[0] <= 1000:  # NMS keeps at most ultralytics' 300 rows; a v5 with C = 1 has 1000s
         return "nms"
     if y.shape[0] > 4 and y.shape[0] < y.shape[1]:
         return "v8"

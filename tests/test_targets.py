@@ -242,3 +242,27 @@ def test_exported_targets_equal_the_explainer(yolo, tmp_path, method, options):
     ref = onnxcam.Explainer(seg, output="output0", device="cpu").explain(
         xs, method=method, target=[Segmentation(2, mask[0]), Segmentation(2, mask[1])], **options)
     assert np.abs(out["heatmap"] - ref.heatmap).max() <= 1e-4
+
+
+def test_detection_layouts_weights_and_nms():
+    """v8 (4 + C, A), v5 (A, 5 + C) and NMS rows (K, 6): the weight lands on the class score of the chosen detection;
+    a box picks the anchor it overlaps most; NMS keeps the best box of overlapping ones, per class."""
+    from onnxcam.targets import detections, nms
+
+    far = [[100 + 10 * k, 100, 2, 2] for k in range(7)]  # low-scoring anchors far away: A = 10 > 4 + C
+    boxes = np.array([[10, 10, 4, 4], [11, 10, 4, 4], [30, 30, 6, 6], *far], np.float32)  # cx, cy, w, h: 0, 1 overlap
+    cls = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], *[[0.01, 0.01]] * 7], np.float32)
+    v8 = np.concatenate([boxes, cls], 1).T  # (4 + C, A)
+    w = Detection(1, index=2).weights_for(v8)
+    assert w[5, 2] == 1 and w.sum() == 1
+    assert Detection(0, box=(9.5, 8, 13.5, 12)).anchor(v8) == 1
+    v5 = np.concatenate([boxes, np.ones((10, 1), np.float32), cls], 1)  # (A, 5 + C): objectness 1
+    w = Detection(0, index=1).weights_for(v5)
+    assert w[1, 5] == 1 and w.sum() == 1
+    rows = np.array([[8, 8, 12, 12, 0.9, 0], [28, 27, 33, 33, 0.7, 1], [0, 0, 0, 0, 0, 0]], np.float32)  # (K, 6)
+    w = Detection(1, index=1).weights_for(rows)
+    assert w[1, 4] == 1 and w.sum() == 1
+    kept = nms(*detections(v8), score_threshold=0.5)
+    assert kept == [0, 2]  # anchor 1 overlaps anchor 0 of the same class with a lower score
+    with pytest.raises(onnxcam.UsageError, match="exactly one of index"):
+        Detection(0).weights_for(v8)
