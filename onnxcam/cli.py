@@ -398,6 +398,8 @@ def _ray():
                    "(class) and `anchor` of a YOLO-style raw output; segment: `target` (class) and a bool `mask`.")
 @click.option("--explain-output", "output_name", default=None,
               help="The output tensor to explain (default: the first output).")
+@click.option("--runs-on", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+              help="The execution provider the model is meant for: CPU-layout gradient forms, or plain ops for GPUs.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the explainer model (.onnx).")
 @click.option("--triton", "triton_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -406,7 +408,8 @@ def _ray():
 @click.option("--max-batch-size", type=click.IntRange(1, 65536), default=8, show_default=True,
               help="Triton max_batch_size.")
 @method_options(registry.exportable())
-def export_command(model, method, layer, task, output_name, out, triton_dir, triton_name, max_batch_size, **kwargs):
+def export_command(model, method, layer, task, output_name, runs_on, out, triton_dir, triton_name, max_batch_size,
+                   **kwargs):
     """Write a self-contained explainer model: the model's outputs plus `heatmap` (and `cam` or `attribution`).
 
     The result runs in a stock onnxruntime (or Triton); its optional int64 input `target` (−1 = top-1)
@@ -420,7 +423,7 @@ def export_command(model, method, layer, task, output_name, out, triton_dir, tri
     options = per_method([method], given(kwargs))[method]
     kind = {"classify": "class", "detect": "detection", "segment": "segmentation"}[task]
     explained = output_name if output_name is not None else (0 if task != "classify" else None)
-    proto = export(model, method, layer=layer, output=explained, target=kind, **options)
+    proto = export(model, method, layer=layer, output=explained, target=kind, runs_on=runs_on, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, proto.SerializeToString())
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): outputs "

@@ -41,7 +41,7 @@ ROWS = "onnxcam_rows"  # the network's input inside an exported path-method grap
 
 
 def export(model, method: str, layer: str = "auto", noise_input: bool = False, output: str | int | None = None,
-           target: str = "class", **options) -> onnx.ModelProto:
+           target: str = "class", runs_on: str = "cpu", **options) -> onnx.ModelProto:
     """An ONNX model computing the model's outputs and `method`'s heatmap for its input, in one run.
 
     `options` are the method's options in Explainer.explain, with the same defaults. Noise methods draw from
@@ -51,7 +51,11 @@ def export(model, method: str, layer: str = "auto", noise_input: bool = False, o
     `output` names the tensor to explain and `target` what the exported model takes as inputs to choose in it:
     "class" (int64 `target`, −1 = top-1), "segmentation" (`target` category and a bool `mask` (N or 1, H, W) of the
     output's pixels), "detection" (`target` category and `anchor`, the anchor of a YOLO-style raw output) or "seed"
-    (`seed`, weights shaped like the output, N or 1 rows) — the onnxcam.targets objects as graph inputs."""
+    (`seed`, weights shaped like the output, N or 1 rows) — the onnxcam.targets objects as graph inputs.
+
+    `runs_on` "cpu" gives the gradient forms that suit ONNX Runtime's CPU provider; "cuda" or "tensorrt" plain ops."""
+    if runs_on not in ("cpu", "cuda", "tensorrt"):
+        raise UsageError(f"runs_on must be cpu, cuda or tensorrt; got {runs_on!r}")
     if target not in TARGETS:
         raise UsageError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
     m = load_model(model, output=output)
@@ -77,7 +81,7 @@ def export(model, method: str, layer: str = "auto", noise_input: bool = False, o
         chosen = heads[0]
     else:
         chosen = resolve_layer(m, layer) if definition.needs_layer else None
-    proto = _Export(m, definition, chosen, opts, noise_input, target).build()
+    proto = _Export(m, definition, chosen, opts, noise_input, target, runs_on == "cpu").build()
     _check_loads(proto, m)
     return proto
 
@@ -123,9 +127,10 @@ def _check_loads(proto: onnx.ModelProto, m: Model) -> None:
 class _Export:
     """The model run on every row, its gradients read per slot, and the method's definition run on symbols."""
 
-    def __init__(self, m: Model, d: Gradient, layer: Layer | None, opts: Options, noise_input: bool, target: str):
+    def __init__(self, m: Model, d: Gradient, layer: Layer | None, opts: Options, noise_input: bool, target: str,
+                 cpu: bool):
         self.m, self.d, self.layer, self.opts, self.noise_input = m, d, layer, opts, noise_input
-        self.target = target
+        self.target, self.cpu = target, cpu
         self.plan = d.rows(opts)
         if isinstance(self.plan, Single):
             self.path_rows, self.steps = 1, 1
@@ -154,7 +159,7 @@ class _Export:
                                   score_output=renames.get(m.score_output, m.score_output))
         score = score_tensor(net, proto, self.opts.score)
         wrt = self.layer.name if self.layer is not None else net.image_input
-        proto = build_gradients(proto, [wrt], score)
+        proto = build_gradients(proto, [wrt], score, self.cpu)
         g = proto.graph
         self.b = Builder(proto)
         self.ops = OnnxArrays(self.b)

@@ -16,7 +16,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from .autodiff.builder import GRAD_SEED
 from .errors import OnnxcamError, UsageError
 from .model import Model, load_model
-from .runtime import SharedWeights, make_session, ort_message
+from .runtime import SharedWeights, make_session, ort_message, providers_for
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
@@ -73,6 +73,7 @@ class Session:
     def __init__(self, proto: onnx.ModelProto, device: str, inputs: str, threads: int = 0,
                  weights: SharedWeights | None = None):
         self.session = make_session(proto, device, threads, weights)
+        self.pad = device == "tensorrt"  # one batch shape: TensorRT builds an engine for every new one
         self.input = inputs
         image = next(i for i in self.session.get_inputs() if i.name == inputs)
         dim = image.shape[0]
@@ -90,8 +91,9 @@ class Session:
         for start in range(0, n_rows, step):
             rows = np.arange(start, min(start + step, n_rows))
             feed = np.ascontiguousarray(make_rows(rows), dtype=np.float32)
-            padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch else rows
-            image = feed[np.searchsorted(rows, padded)]  # a fixed-batch model gets its last chunk padded
+            padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch or self.pad \
+                else rows
+            image = feed[np.searchsorted(rows, padded)]  # a fixed batch (model or TensorRT) gets its last chunk padded
             image = image.astype(self.dtype, copy=False)
             feeds = {self.input: image}
             if self.takes_target:
@@ -126,6 +128,7 @@ class Runner:
         self.device = device
         self.threads = threads
         self._sessions: dict[tuple, Session] = {}
+        self.on_cpu = providers_for(device)[0] == "CPUExecutionProvider"  # the gradient forms suit the provider
         self._weights: SharedWeights | None = None  # one copy for every session, made with the first
         self._lock = threading.Lock()
 
@@ -137,7 +140,8 @@ class Runner:
         with self._lock:
             if key not in self._sessions:
                 model = self.model if tail is None else _tail_model(self.model, tail)
-                proto = explainer_graph(model, list(wrt), score, expose, seeded) if wrt else forward_graph(model, expose)
+                proto = (explainer_graph(model, list(wrt), score, expose, seeded, cpu=self.on_cpu) if wrt
+                         else forward_graph(model, expose))
                 if self._weights is None:
                     self._weights = SharedWeights(self.model.proto)
                 self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._weights)

@@ -140,6 +140,12 @@ def _register_env_arena() -> None:
     ort.create_and_register_allocator(info, None)
 
 
+def tensorrt_options() -> dict:
+    """TensorRT builds an engine per input shape, which takes minutes: ONNXCAM_TRT_CACHE=DIR keeps them on disk."""
+    folder = os.environ.get("ONNXCAM_TRT_CACHE")
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": folder} if folder else {}
+
+
 def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0,
                  weights: SharedWeights | None = None) -> ort.InferenceSession:
     """No spinning: onnxcam alternates sessions (explainer, forward, metrics graphs), and a pool that busy-waits after
@@ -152,8 +158,9 @@ def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: 
     if weights is not None and not isinstance(model, bytes):
         model = weights.strip(model, options)
     data = model if isinstance(model, bytes) else model.SerializeToString()
+    providers = [(p, tensorrt_options()) if p == "TensorrtExecutionProvider" else p for p in providers_for(device)]
     try:
-        return ort.InferenceSession(data, options, providers=providers_for(device))
+        return ort.InferenceSession(data, options, providers=providers)
     except OnnxcamError:
         raise
     except Exception as e:

@@ -47,17 +47,18 @@ def score_tensor(model: Model, proto: onnx.ModelProto, score: str) -> str:
 
 
 def explainer_graph(model: Model, wrt: list[str], score: str = "logit", expose: tuple[str, ...] = (),
-                    seeded: bool = False) -> onnx.ModelProto:
+                    seeded: bool = False, cpu: bool = True) -> onnx.ModelProto:
     """Inputs: the image and `target`; outputs: LOGITS, the `expose`d tensors and ∂score/∂(each wrt).
 
     The seed one_hot(target, or argmax of the logits where target = −1) is built inside the graph,
     so Grad-CAM of the top-1 class costs one forward and one partial backward pass. A `seeded` graph takes the
-    seed weights (shaped like the explained output) as its input grad_seed instead."""
+    seed weights (shaped like the explained output) as its input grad_seed instead. `cpu`: CPU-layout gradient forms
+    (False: plain ops, for CUDA and TensorRT)."""
     refuse_taken(model.proto, [TARGET, LOGITS, PROB, *_SEED])
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     out = score_tensor(model, proto, score)
-    proto = build_gradients(proto, wrt, out)
+    proto = build_gradients(proto, wrt, out, cpu)
     if not seeded:
         _seed_from_target(proto, model.logits, out)
     outputs = [_renamed(_value_info(proto, model.logits), LOGITS)]

@@ -68,9 +68,11 @@ class Node:
 
 
 class Builder:
-    """What a gradient rule may use: static facts about tensors and a way to emit nodes."""
+    """What a gradient rule may use: static facts about tensors and a way to emit nodes. `cpu`: the graph runs on
+    ONNX Runtime's CPU provider, so rules may use forms that keep its blocked layout (see `blocked`)."""
 
-    def __init__(self, proto: onnx.ModelProto):
+    def __init__(self, proto: onnx.ModelProto, cpu: bool = True):
+        self.cpu = cpu
         self.opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
         self.types: dict[str, int] = {}
         self.shapes: dict[str, tuple[Dim, ...] | None] = {}
@@ -110,9 +112,10 @@ class Builder:
 
     def blocked(self, x: str) -> bool:
         """A float32 N·C·H·W tensor with known C: ONNX Runtime's CPU runs Conv, Mul and Sum on it in its blocked
-        NCHWc layout, where Greater, Where, Expand and ConvTranspose force reorders to plain NCHW and back."""
+        NCHWc layout, where Greater, Where, Expand and ConvTranspose force reorders to plain NCHW and back. Other
+        providers (CUDA, TensorRT) get the plain forms."""
         shape = self.shape(x)
-        return self.dtype(x) == np.float32 and shape is not None and len(shape) == 4 and isinstance(shape[1], int)
+        return self.cpu and self.dtype(x) == np.float32 and shape is not None and len(shape) == 4 and isinstance(shape[1], int)
 
     def value(self, name: str | None) -> np.ndarray | None:
         """The constant value of a tensor (initializer or Constant), else None."""
@@ -224,15 +227,18 @@ def _dims(tt) -> tuple[Dim, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
 
 
-def gradient_model(model, wrt: list[str] | str, output: str | None = None) -> onnx.ModelProto:
-    """The model plus input `grad_seed` and outputs grad_name(n) = ∂ sum(grad_seed·output)/∂n for n in wrt."""
+def gradient_model(model, wrt: list[str] | str, output: str | None = None, cpu: bool = True) -> onnx.ModelProto:
+    """The model plus input `grad_seed` and outputs grad_name(n) = ∂ sum(grad_seed·output)/∂n for n in wrt.
+    `cpu=False` gives the plain-op graph meant for CUDA or TensorRT."""
     proto, name = read_model(model)
-    return build_gradients(proto, [wrt] if isinstance(wrt, str) else list(wrt), output or find_score_output(proto, name)[0])
+    return build_gradients(proto, [wrt] if isinstance(wrt, str) else list(wrt), output or find_score_output(proto, name)[0],
+                           cpu)
 
 
-def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str) -> onnx.ModelProto:
-    """gradient_model for a graph already normalized by onnxcam.model (shapes inferred, constants folded)."""
-    b = Builder(proto)
+def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str, cpu: bool = True) -> onnx.ModelProto:
+    """gradient_model for a graph already normalized by onnxcam.model (shapes inferred, constants folded); `cpu`:
+    the rules' CPU-layout forms, else plain ops for GPU providers."""
+    b = Builder(proto, cpu)
     for name in [*wrt, output]:
         if name not in b.types:
             raise OnnxcamError(f"tensor {name!r} is not in the model")

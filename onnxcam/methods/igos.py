@@ -1,8 +1,8 @@
 """I-GOS (Qi, Khorram, Li 2019): a deletion mask optimized by integrated-gradient descent with an Armijo line search.
 
 Every network evaluation goes through the engine in batches: per iteration, the S noisy path points of all
-images stream as one run of rows, then the line-search candidates of all images (their probabilities come
-back as the logits of the same gradient graph). The mask is s×s; M̂ = U_h M U_wᵀ is its bilinear
+images stream as one run of rows through the gradient graph, then the line-search candidates of all images through
+the forward-only graph (they need probabilities only). The mask is s×s; M̂ = U_h M U_wᵀ is its bilinear
 (align-corners) upsampling, so the chain rule back to the mask is the adjoint U_hᵀ G U_w.
 """
 
@@ -213,7 +213,8 @@ def igos(ex, x, targets, layer, o: IgosOptions, batch: int) -> Explanation:
     divided by 10 after iteration ⌊T/2⌋ (0-based) if p_c has moved by ≤ 0.001 from its start, by 5 after ⌊T/1.25⌋
     if by ≤ 0.01 (T > 3). heatmap = 1 − M̂ (in [0, 1], not renormalized), cam = 1 − M at s×s; the score is the softmax
     probability. extras: objective and p_c per iteration (T + 1 values each, the first at M = 1), accepted steps,
-    final λ1, and the rows run (each row is one forward + backward of the gradient graph)."""
+    final λ1, and the rows run (path rows are a forward + backward pass; the first pass and the line-search
+    candidates, which need probabilities only, run forward only)."""
     nchw = ex.model.layout == "NCHW"
     image = x if nchw else np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # internally (N, C, H, W)
     h, w = image.shape[2:]
@@ -225,15 +226,18 @@ def igos(ex, x, targets, layer, o: IgosOptions, batch: int) -> Explanation:
     name = ex.model.image_input
     graph = ex.session((name,), "prob")
 
+    forward_only = ex.session((), "logit")  # the first pass and the line search need probabilities only
+
     def run(make_rows, n_rows, row_targets, kind):
         def rows(r):
             z = make_rows(r)
             return z if nchw else z.transpose(0, 2, 3, 1)
 
-        for chunk in graph.stream(rows, n_rows, row_targets, batch, [grad_name(name)]):
+        wanted = [grad_name(name)] if kind == "path" else []
+        for chunk in (graph if wanted else forward_only).stream(rows, n_rows, row_targets, batch, wanted):
             pb.rows[kind] += len(chunk.rows)
-            g = chunk.outputs[grad_name(name)]
-            yield chunk.rows, chunk.logits, g if nchw else g.transpose(0, 3, 1, 2)
+            g = chunk.outputs[wanted[0]] if wanted else None
+            yield chunk.rows, chunk.logits, g if nchw or g is None else g.transpose(0, 3, 1, 2)
 
     pb = Problem(image, blurred(image), targets, upsampling_matrix(h, s), upsampling_matrix(w, s), float(tv), batch, run)
     logits = np.concatenate([lg for _, lg, _ in run(lambda r: image[r], len(x), targets, "initial")])
