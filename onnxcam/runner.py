@@ -5,6 +5,7 @@ The runner knows graphs and rows, not methods: onnxcam.methods runs on top of it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,10 +92,11 @@ class Session:
         for start in range(0, n_rows, step):
             rows = np.arange(start, min(start + step, n_rows))
             feed = np.ascontiguousarray(make_rows(rows), dtype=np.float32)
-            padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))]) if self.static_batch or self.pad \
-                else rows
-            image = feed[np.searchsorted(rows, padded)]  # a fixed batch (model or TensorRT) gets its last chunk padded
-            image = image.astype(self.dtype, copy=False)
+            padded = rows
+            image = feed.astype(self.dtype, copy=False)
+            if (self.static_batch or self.pad) and len(rows) < step:  # a fixed batch (model or TensorRT): pad the last
+                padded = np.concatenate([rows, np.repeat(rows[-1:], step - len(rows))])
+                image = image[np.searchsorted(rows, padded)]
             feeds = {self.input: image}
             if self.takes_target:
                 feeds[TARGET] = targets[padded].astype(np.int64)
@@ -204,8 +206,9 @@ class Runner:
         session = self.session((), "logit")
         return np.concatenate([c.logits for c in session.stream(lambda r: x[r], len(x), None, batch_size, [])])
 
-    @property
+    @functools.cached_property
     def output_shape(self) -> tuple | None:
+        """The explained output's inferred dims (ints, or names of symbolic ones), None when unknown."""
         for vi in [*self.model.proto.graph.value_info, *self.model.proto.graph.output]:
             if vi.name == self.model.logits and vi.type.tensor_type.HasField("shape"):
                 return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
@@ -213,11 +216,8 @@ class Runner:
 
     @property
     def num_classes(self) -> int | None:
-        for vi in [*self.model.proto.graph.value_info, *self.model.proto.graph.output]:
-            if vi.name == self.model.logits:
-                dim = vi.type.tensor_type.shape.dim[-1]
-                return dim.dim_value if dim.HasField("dim_value") else None
-        return None
+        shape = self.output_shape
+        return shape[-1] if shape and isinstance(shape[-1], int) and shape[-1] > 0 else None
 
 
 def _wide(a: np.ndarray) -> np.ndarray:

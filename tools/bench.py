@@ -21,10 +21,8 @@ opset 17, IR 8), cached in $TMPDIR/onnxcam-bench/. Inputs: seeded N(0, 1) images
 
 Threads: torch.set_num_threads(T); every ONNX Runtime session (the plain one and the ones onnxcam
 makes) gets intra_op_num_threads = T and no spinning (a pool that busy-waits after its run steals a core from
-whatever runs next, a torch peer or another session; onnxcam's own sessions never spin). onnxcam's sessions are
-made by onnxcam.runtime.make_session, which takes a `threads` argument that the engine does not pass; the bench
-rebinds onnxcam.runner.make_session to functools.partial(make_session, threads=T), in this process only.
-No onnxcam code is changed. (ORT's own default is one thread per physical core.)
+whatever runs next, a torch peer or another session; onnxcam's own sessions never spin): onnxcam's through
+Explainer(threads=T). (ORT's own default is one thread per physical core.)
 
 Timing: each configuration is warmed up (session creation, memory arenas, oneDNN primitives), then
 all configurations of a section run in interleaved rounds (so a change of machine load hits them
@@ -291,12 +289,8 @@ def images(n: int) -> np.ndarray:
 def onnxcam_explainer(path: Path, threads: int):
     """An Explainer whose sessions get `threads` intra-op threads (see the module docstring)."""
     import onnxcam
-    import onnxcam.runner
-    from onnxcam.runtime import make_session
 
-    if threads:
-        onnxcam.runner.make_session = functools.partial(make_session, threads=threads)
-    return onnxcam.Explainer(str(path), device="cpu")
+    return onnxcam.Explainer(str(path), device="cpu", threads=threads)
 
 
 # ---------------------------------------------------------------- reference loop (torch)

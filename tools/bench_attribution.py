@@ -19,14 +19,12 @@ I-GOS: the demo model (EfficientNet-Lite0) on one 224×224 photo (models/samples
 time, forward/backward rows, and the same in units of one plain forward pass of the model.
 
 Threads: torch.set_num_threads(T); every ONNX Runtime session gets intra_op_num_threads = T and no spinning
-(onnxcam's sessions through onnxcam.runner.make_session rebound to functools.partial(make_session, threads=T), in
-this process only).
+(onnxcam's through Explainer(threads=T)).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import os
 import statistics
@@ -100,7 +98,7 @@ def bench_ig(repeats: int) -> str:
 
     model, path = resnet50_export()
     x = torch.randn(IMAGES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(SEED))
-    ex = onnxcam.Explainer(str(path), device="cpu")
+    ex = onnxcam.Explainer(str(path), device="cpu", threads=THREADS)
     ig = IntegratedGradients(model)
 
     def run_onnxcam(n, batch):
@@ -165,7 +163,7 @@ def bench_igos(repeats: int) -> str:
     model = ROOT / "models" / "efficientnet_lite0.onnx"
     x = Preprocessing((SIZE, SIZE), mean=(0.5,) * 3, std=(0.5,) * 3)(read_rgb(ROOT / "models" / "samples" / "cat.jpg"))[0]
     x = x[None]
-    ex = onnxcam.Explainer(str(model), device="cpu")
+    ex = onnxcam.Explainer(str(model), device="cpu", threads=THREADS)
     plain = cpu_session(model, THREADS)
     feed = {plain.get_inputs()[0].name: x}
     log("warm-up")
@@ -213,11 +211,7 @@ def main() -> None:
 
     import torch
 
-    import onnxcam.runner
-    import onnxcam.runtime
-
     torch.set_num_threads(args.threads)
-    onnxcam.runner.make_session = functools.partial(onnxcam.runtime.make_session, threads=args.threads)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     command = "python tools/bench_attribution.py " + " ".join(sys.argv[1:])
     parts = ["# Benchmarks: input-level attributions", "", f"Command: `{command.strip()}`", "",

@@ -71,9 +71,13 @@ class _Run:
 
     def add(self, images: np.ndarray, row: Row) -> None:
         """Sum one chunk's contributions into their images."""
+        once = len(np.unique(images)) == len(images)  # one row per image (single-row methods): no grouping
         for name, t in self.d.contribution(NP, row, self.o).items():
             t = np.asarray(t, np.float64)
             total = self.sums.setdefault(name, np.zeros((len(self.x), *t.shape[1:])))
+            if once:
+                total[images] += t
+                continue
             for i in np.unique(images):
                 total[i] += t[images == i].sum(0)
 
