@@ -20,6 +20,7 @@ class Explainer(Runner):
         """`layer`: a layer, several (their maps are averaged as pytorch-grad-cam's aggregate_multi_layers does) or
         "auto"; `output`: the tensor to explain, for models whose first output is not class scores."""
         super().__init__(model, device, input_size, threads, output)
+        layer = "auto" if layer is None else layer
         self._layer_spec = layer
         self._layers: list[Layer] | None = None if layer == "auto" else self._resolve(layer)  # named ones: now
 

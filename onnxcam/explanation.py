@@ -14,8 +14,8 @@ class Explanation:
 
     method: str
     heatmap: np.ndarray  # (N, H, W) float32 in [0, 1] at input resolution
-    logits: np.ndarray  # (N, classes) at the explained input
-    target: np.ndarray  # (N,) explained class per image
+    logits: np.ndarray  # the explained output at the input: (N, classes) scores for classifiers
+    target: np.ndarray  # (N,) explained class per image (a target's category; −1 for a Seed)
     layer: str | None = None
     cam: np.ndarray | None = None  # (N, h, w) raw map at layer resolution
     attribution: np.ndarray | None = None  # like the input
