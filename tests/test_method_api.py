@@ -61,7 +61,7 @@ def test_one_flat_map_marks_its_image_and_the_batch_goes_on():
 
 
 def test_input_methods_need_no_layer():
-    ex = onnxcam.Explainer(mlp(), device="cpu")  # "auto" finds no layer, and nothing asks for one yet
+    ex = onnxcam.Explainer(mlp(), layer=None, device="cpu")  # None = "auto": no layer found, and none asked for yet
     x = np.random.default_rng(3).standard_normal((2, 3, 4, 4)).astype(np.float32)
     for method, options in (("saliency", {}), ("ig", {"steps": 8}), ("smoothgrad", {"samples": 3})):
         r = ex.explain(x, method=method, target=1, **options)
