@@ -1,4 +1,4 @@
-"""Every CAM method against an independent oracle, on real exported models (issue 4).
+"""Every CAM method against an independent oracle, on real exported models.
 
 1. pytorch-grad-cam (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM) on the torch module the ONNX file
    was exported from: heatmaps within 1e-3 (max abs) on ResNet-50, MobileNetV3-Large, ViT-B/16 (class token
