@@ -77,3 +77,33 @@ def test_tensorrt_engine_cache_option(monkeypatch, tmp_path):
     assert tensorrt_options() == {}
     monkeypatch.setenv("ONNXCAM_TRT_CACHE", str(tmp_path))
     assert tensorrt_options() == {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(tmp_path)}
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, 6.0), (-1.0, 1.0), (-6.5, 0.0), (0.25, 3.0)])
+def test_clip_mask_in_the_blocked_layout_is_exact_at_and_next_to_the_bounds(lo, hi):
+    """The CPU form of Clip's gradient (two 1×1 Convs and Clips) gives the strict mask lo < x < hi exactly: at the
+    bounds, one ulp inside them, for the smallest normal floats and far outside. (Like the ReLU form, it scales the
+    gradient of a value within a subnormal distance of a bound of 0 instead of passing it: not tested.)"""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def inside(bound, toward):
+        step = np.nextafter(np.float32(bound), np.float32(toward))
+        return step if bound != 0 else np.copysign(np.finfo(np.float32).tiny, toward)
+
+    near = [lo, inside(lo, hi), hi, inside(hi, lo), (lo + hi) / 2, lo - 1e30, hi + 1e30, 1.2e-38, -1.2e-38, 0.0]
+    x = np.resize(np.array(near, np.float32), (1, 3, 4, 5))
+    w = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "w")
+    bounds = [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in (("lo", lo), ("hi", hi))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Clip", ["c", "lo", "hi"], ["y"])]
+    graph = helper.make_graph(nodes, "clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 4, 5])], [w, *bounds])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    grads = []
+    for cpu in (True, False):
+        proto = onnxcam.gradient_model(model, ["c"], "y", cpu=cpu)
+        assert any(n.op_type == "Greater" for n in proto.graph.node) != cpu
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        grads.append(session.run([grad_name("c")], {"x": x, "grad_seed": np.ones_like(x)})[0])
+    np.testing.assert_array_equal(grads[0], grads[1])
+    np.testing.assert_array_equal(grads[1], ((x > lo) & (x < hi)).astype(np.float32))

@@ -32,6 +32,30 @@ def _positive_mask(b, y: str) -> str:
                 b.const(1, like=y))
 
 
+def _scalar(b, name: str | None, attr) -> float | None:
+    """A Clip bound known before run time (attribute or constant scalar input), else None."""
+    value = b.value(name) if name else (None if attr is None else np.asarray(attr))
+    return float(np.reshape(value, -1)[0]) if value is not None and np.size(value) == 1 else None
+
+
+def _inside_mask(b, y: str, lo: float, hi: float) -> str:
+    """1[lo < Y < hi] for Y = Clip(X, lo, hi) as Clip((Y − lo)·s, 0, 1) · Clip((hi − Y)·s', 0, 1), each a per-channel
+    1×1 Conv that ORT fuses with its Clip, so the mask stays in the blocked layout (see _positive_mask).
+
+    Y − lo and hi − Y are 0 or at least half an ulp of the bound, 2^(e − 24) for |bound| in [2^e, 2^(e+1)): the scale
+    2^(24 − e) lifts that to ≥ 1 without overflowing the bias; a bound of 0 takes 2¹²⁶ (every normal float ≥ 1)."""
+    channels = b.shape(y)[1]
+
+    def side(sign: float, bound: float) -> str:
+        scale = 2.0**126 if bound == 0 else 2.0 ** (24 - np.floor(np.log2(abs(bound))))
+        weight = b.const(np.full((channels, 1, 1, 1), sign * scale), like=y)
+        bias = b.const(np.full(channels, -sign * bound * scale), like=y)
+        conv = b.op("Conv", y, weight, bias, group=channels, kernel_shape=[1, 1])
+        return b.op("Clip", conv, b.const(0, like=y), b.const(1, like=y))
+
+    return b.op("Mul", side(1.0, lo), side(-1.0, hi))
+
+
 @rule("LeakyRelu")
 def leaky_relu(b, n, dy):
     x, g = n.inputs[0], dy[0]
@@ -56,6 +80,9 @@ def clip(b, n, dy):
     """Strict mask min < x < max, as torch's clamp/hardtanh backward; bounds computed in the graph (scalars) get the
     sum of dY where they won: x ≤ min for min, x ≥ max (and x > min) for max."""
     x, lo, hi = n.input(0), n.input(1), n.input(2)
+    bounds = [_scalar(b, lo, n.attrs.get("min")), _scalar(b, hi, n.attrs.get("max"))]
+    if b.blocked(n.outputs[0]) and not any(n.needs[1:]) and None not in bounds and bounds[0] < bounds[1]:
+        return [b.op("Mul", dy[0], _inside_mask(b, n.outputs[0], *bounds))]
     lo = lo or (b.const(n.attrs["min"], like=x) if "min" in n.attrs else None)
     hi = hi or (b.const(n.attrs["max"], like=x) if "max" in n.attrs else None)
     above = b.op("Greater", x, lo) if lo else None
