@@ -30,7 +30,7 @@ from .methods.common import baseline_value
 from .methods.definition import Context, Gradient, Noise, Path, Row, Single
 from .methods.maps import cam_heatmap, normalize, pixel_map
 from .methods.options import Options
-from .model import Model, load_model
+from .model import Model, load_model, tensor_dims
 from .surgery import PROB, TARGET, score_tensor
 
 HEATMAP, CAM, ATTRIBUTION = "heatmap", "cam", "attribution"
@@ -59,7 +59,7 @@ def export(model, method: str, layer: str = "auto", noise_input: bool = False, o
     if target not in TARGETS:
         raise UsageError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
     m = load_model(model, output=output)
-    if target == "class" and output is not None and len(_dims_of(m, m.logits) or ()) != 2:
+    if target == "class" and output is not None and len(tensor_dims(m.proto, m.logits) or ()) != 2:
         raise UsageError(f"output {m.logits!r} is not class scores (N, classes); export it with target='segmentation', "
                          "'detection' or 'seed'")
     definition = methods.get(method)
@@ -239,7 +239,7 @@ class _Export:
         if self.target == "class":
             return [vi(TARGET, TensorProto.INT64, ["T"])]
         if self.target == "seed":
-            return [vi(SEED, TensorProto.FLOAT, ["S", *_dims_of(self.m, self.m.logits)[1:]])]
+            return [vi(SEED, TensorProto.FLOAT, ["S", *tensor_dims(self.m.proto, self.m.logits)[1:]])]
         extra = vi(MASK, TensorProto.BOOL, ["T", "H", "W"]) if self.target == "segmentation" else \
             vi(ANCHOR, TensorProto.INT64, ["T"])
         return [vi(TARGET, TensorProto.INT64, ["T"]), extra]
@@ -259,7 +259,7 @@ class _Export:
                         to=TensorProto.FLOAT)
             return b.op("Mul", b.op("Unsqueeze", classes, b.ints([2, 3])), b.op("Unsqueeze", mask, b.ints([1])))
         anchor = b.op("Expand", ANCHOR, n)
-        dims = _dims_of(self.m, self.m.logits)
+        dims = tensor_dims(self.m.proto, self.m.logits)
         v8 = not (isinstance(dims[1], int) and isinstance(dims[2], int) and dims[1] > dims[2])
         on = b.const([0.0, 1.0], dtype=np.float32)
         row = b.op("Add", category, b.const(4 if v8 else 5, dtype=np.int64))
@@ -279,7 +279,7 @@ class _Export:
         if self.target != "class":
             w = self._weights(self._clean(logits))
             if self.steps > 1:
-                rank = len(_dims_of(self.m, self.m.logits))
+                rank = len(tensor_dims(self.m.proto, self.m.logits))
                 w = b.op("Tile", w, b.ints([self.steps, *[1] * (rank - 1)]))
             b.nodes.append(helper.make_node("Cast", [w], [GRAD_SEED], to=seed_vi.type.tensor_type.elem_type,
                                             name=GRAD_SEED))
@@ -351,13 +351,6 @@ class _Export:
 
 
 # ------------------------------------------------------------------ graph utilities
-
-
-def _dims_of(m: Model, name: str) -> tuple | None:
-    for vi in [*m.proto.graph.value_info, *m.proto.graph.output]:
-        if vi.name == name and vi.type.tensor_type.HasField("shape"):
-            return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
-    return None
 
 
 def _copy_vi(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:

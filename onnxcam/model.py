@@ -327,6 +327,14 @@ def _check_value_dims(proto: onnx.ModelProto, name: str) -> None:
             )
 
 
+def tensor_dims(proto: onnx.ModelProto, name: str) -> tuple | None:
+    """A tensor's inferred dims (ints, or the names of symbolic ones), None when shape inference left it unknown."""
+    for vi in [*proto.graph.value_info, *proto.graph.output, *proto.graph.input]:
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
+    return None
+
+
 def _shape(vi: onnx.ValueInfoProto) -> list:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in vi.type.tensor_type.shape.dim]
 

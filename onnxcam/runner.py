@@ -16,7 +16,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .autodiff.builder import GRAD_SEED
 from .errors import OnnxcamError, UsageError
-from .model import Model, load_model
+from .model import Model, load_model, tensor_dims
 from .runtime import SharedWeights, make_session, ort_message, providers_for
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
@@ -209,10 +209,7 @@ class Runner:
     @functools.cached_property
     def output_shape(self) -> tuple | None:
         """The explained output's inferred dims (ints, or names of symbolic ones), None when unknown."""
-        for vi in [*self.model.proto.graph.value_info, *self.model.proto.graph.output]:
-            if vi.name == self.model.logits and vi.type.tensor_type.HasField("shape"):
-                return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
-        return None
+        return tensor_dims(self.model.proto, self.model.logits)
 
     @property
     def num_classes(self) -> int | None:

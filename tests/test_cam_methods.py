@@ -167,28 +167,12 @@ def vit_b_16(zoo_export) -> Subject:
                                 [1, 500, 999], reshape=vit_grid))
 
 
-class HeadReLU6(torch.nn.Module):
-    """EfficientNet calls one `_swish` ReLU6 after the stem and after the head: split it so a hook sees the head only."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem, self.head = torch.nn.ReLU6(), torch.nn.ReLU6()
-
-    def forward(self, x):
-        return self.head(x) if x.shape[1] == 1280 else self.stem(x)
-
-
 def demo_torch() -> torch.nn.Module:
     """The demo model's torch module, built by tools/export_demo_model.py itself."""
     spec = importlib.util.spec_from_file_location("export_demo_model", ROOT / "tools" / "export_demo_model.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    model = tool.build_model()
-    for m in model.modules():  # its export-only pad has no backward; nn.ZeroPad2d computes the same numbers
-        if isinstance(getattr(m, "static_padding", None), tool.ConstantZeroPad2d):
-            m.static_padding = torch.nn.ZeroPad2d(m.static_padding.padding)
-    model._swish = HeadReLU6()
-    return model.eval()
+    return tool.differentiable_model()
 
 
 @pytest.fixture(scope="module")

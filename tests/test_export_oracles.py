@@ -5,13 +5,12 @@ out of the comparison. A toy method defined once in this file runs in the engine
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import zoo
 from captum.attr import IntegratedGradients
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -41,11 +40,8 @@ class Net(torch.nn.Module):
 def net(tmp_path_factory):
     torch.manual_seed(0)
     model = Net().eval()
-    buf = io.BytesIO()
-    torch.onnx.export(model, (torch.randn(2, 3, SIZE, SIZE),), buf, dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    proto = onnx.load_from_string(buf.getvalue())
-    proto.ir_version = 8
+    path = zoo.export_module(model, torch.randn(2, 3, SIZE, SIZE), "legacy", tmp_path_factory.mktemp("net") / "net.onnx")
+    proto = onnx.load(path)
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
     layer = next(n.output[0] for n in proto.graph.node if n.op_type == "Tanh" and "features.3" in n.name)
     return model, proto, x, layer

@@ -7,15 +7,17 @@ single and multi-layer, and with EigenCAM; torchvision's FCN-ResNet50 (seeded we
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+import zoo
 from captum.attr import IntegratedGradients
 from pytorch_grad_cam import EigenCAM, GradCAM, LayerCAM
 from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+from zoo import OUTPUT
 
 import onnxcam
 from onnxcam.targets import Detection, Seed, Segmentation
@@ -42,14 +44,8 @@ class TinyYolo(torch.nn.Module):
 
 
 def export(model: torch.nn.Module, size: int, path) -> onnx.ModelProto:
-    buf = io.BytesIO()
-    torch.onnx.export(model, (torch.randn(2, 3, size, size),), buf, dynamo=False, opset_version=17,
-                      input_names=["images"], output_names=["output0"],
-                      dynamic_axes={"images": {0: "N"}, "output0": {0: "N"}})
-    proto = onnx.load_from_string(buf.getvalue())
-    proto.ir_version = 8
-    onnx.save(proto, path)
-    return proto
+    """The legacy export with a dynamic batch, input `input` and output `logits` (zoo.INPUT, zoo.OUTPUT)."""
+    return onnx.load(zoo.export_module(model, torch.randn(2, 3, size, size), "legacy", Path(path)))
 
 
 def layer_of(proto: onnx.ModelProto, prefix: str, op: str) -> str:
@@ -78,7 +74,7 @@ ANCHORS = [5, 300]  # one anchor on each level
 @pytest.mark.parametrize("method, cls", [("gradcam", GradCAM), ("layercam", LayerCAM)])
 def test_detection_target_equals_pytorch_grad_cam(yolo, method, cls):
     model, path, x, layers = yolo
-    ex = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu")
+    ex = onnxcam.Explainer(path, output=OUTPUT, layer=layers["p3"], device="cpu")
     got = ex.explain(x, method=method, target=[Detection(1, index=a) for a in ANCHORS])
     ref = pgc(cls, model, [model.p3], x, [lambda y, a=a: y[4 + 1, a] for a in ANCHORS])
     assert got.valid.all() and np.abs(got.heatmap - ref).max() <= TOL
@@ -90,7 +86,7 @@ def test_several_layers_equal_pytorch_grad_cams_aggregate(yolo, method, cls):
     below that pytorch-grad-cam's absolute 1e-7 in its min-max differs from onnxcam's relative one by more than
     1e-3 once the layers are averaged (a single layer is renormalized, so there it does not matter)."""
     model, path, x, layers = yolo
-    ex = onnxcam.Explainer(path, output="output0", layer=[layers["p3"], layers["p4"]], device="cpu")
+    ex = onnxcam.Explainer(path, output=OUTPUT, layer=[layers["p3"], layers["p4"]], device="cpu")
     seeds = []
     for a in ANCHORS:
         w = np.zeros((7, 320), np.float32)
@@ -104,7 +100,7 @@ def test_several_layers_equal_pytorch_grad_cams_aggregate(yolo, method, cls):
 
 def test_detection_by_box_picks_the_best_overlapping_anchor(yolo):
     model, path, x, layers = yolo
-    ex = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu")
+    ex = onnxcam.Explainer(path, output=OUTPUT, layer=layers["p3"], device="cpu")
     y = ex.outputs_at(x[:1])[0]
     cx, cy, w, h = y[:4, 42]
     by_box = ex.explain(x[:1], method="gradcam", target=Detection(2, box=(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
@@ -114,7 +110,7 @@ def test_detection_by_box_picks_the_best_overlapping_anchor(yolo):
 def test_seed_target_equals_pytorch_grad_cam_and_captum(yolo):
     model, path, x, layers = yolo
     w = np.random.default_rng(1).standard_normal((7, 320)).astype(np.float32)
-    ex = onnxcam.Explainer(path, output="output0", layer=layers["p4"], device="cpu")
+    ex = onnxcam.Explainer(path, output=OUTPUT, layer=layers["p4"], device="cpu")
     got = ex.explain(x, method="gradcam", target=Seed(w))
     ref = pgc(GradCAM, model, [model.p4], x, [lambda y: (y * torch.from_numpy(w)).sum()] * 2)
     assert np.abs(got.heatmap - ref).max() <= TOL
@@ -127,7 +123,7 @@ def test_seed_target_equals_pytorch_grad_cam_and_captum(yolo):
 
 def test_eigencam_equals_pytorch_grad_cam(yolo):
     model, path, x, layers = yolo
-    got = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu").explain(x, method="eigencam")
+    got = onnxcam.Explainer(path, output=OUTPUT, layer=layers["p3"], device="cpu").explain(x, method="eigencam")
     ref = pgc(EigenCAM, model, [model.p3], x, None)
     assert np.abs(got.heatmap - ref).max() <= TOL
 
@@ -137,9 +133,9 @@ def test_class_targets_on_a_detector_are_a_one_line_error(yolo):
     with pytest.raises(onnxcam.ModelError, match="not \\(N, classes\\).*output="):
         onnxcam.Explainer(path, device="cpu")
     with pytest.raises(onnxcam.UsageError, match="Segmentation, Detection or Seed"):
-        onnxcam.Explainer(path, output="output0", device="cpu").explain(x, method="gradcam", target=1)
+        onnxcam.Explainer(path, output=OUTPUT, device="cpu").explain(x, method="gradcam", target=1)
     with pytest.raises(onnxcam.UsageError, match="score='logit'"):
-        onnxcam.Explainer(path, output="output0", device="cpu").explain(x, method="rsi-gradcam",
+        onnxcam.Explainer(path, output=OUTPUT, device="cpu").explain(x, method="rsi-gradcam",
                                                                          target=Detection(0, index=1))
 
 
@@ -169,7 +165,7 @@ def test_segmentation_target_equals_semantic_segmentation_target(fcn):
     model, path, x, layer = fcn
     mask = np.zeros((64, 64), np.float32)
     mask[10:40, 20:50] = 1
-    got = onnxcam.Explainer(path, output="output0", layer=layer, device="cpu").explain(
+    got = onnxcam.Explainer(path, output=OUTPUT, layer=layer, device="cpu").explain(
         x, method="gradcam", target=Segmentation(2, mask.astype(bool)))
     ref = pgc(GradCAM, model, [model.model.backbone.layer4], x, [SemanticSegmentationTarget(2, mask)] * 2)
     assert got.target.tolist() == [2, 2] and np.abs(got.heatmap - ref).max() <= TOL
@@ -226,9 +222,9 @@ def run_export(proto: onnx.ModelProto, **feeds) -> dict:
 def test_exported_targets_equal_the_explainer(yolo, tmp_path, method, options):
     """Detection (category and anchor as inputs) and Segmentation (category and mask as inputs), in one graph."""
     _, path, x, layers = yolo
-    proto = onnxcam.export(str(path), method, layer=layers["p3"], output="output0", target="detection", **options)
-    out = run_export(proto, images=x, target=np.array([1, 2]), anchor=np.array(ANCHORS))
-    ref = onnxcam.Explainer(path, output="output0", layer=layers["p3"], device="cpu").explain(
+    proto = onnxcam.export(str(path), method, layer=layers["p3"], output=OUTPUT, target="detection", **options)
+    out = run_export(proto, input=x, target=np.array([1, 2]), anchor=np.array(ANCHORS))
+    ref = onnxcam.Explainer(path, output=OUTPUT, layer=layers["p3"], device="cpu").explain(
         x, method=method, target=[Detection(1, index=ANCHORS[0]), Detection(2, index=ANCHORS[1])], **options)
     assert np.abs(out["heatmap"] - ref.heatmap).max() <= 1e-4
 
@@ -237,9 +233,9 @@ def test_exported_targets_equal_the_explainer(yolo, tmp_path, method, options):
     xs = np.random.default_rng(4).standard_normal((2, 3, 32, 32)).astype(np.float32)
     mask = np.zeros((2, 32, 32), bool)
     mask[0, 4:20, 8:30], mask[1, 10:32, 0:12] = True, True
-    proto = onnxcam.export(seg, method, output="output0", target="segmentation", **options)
-    out = run_export(proto, images=xs, target=np.array([2]), mask=mask)
-    ref = onnxcam.Explainer(seg, output="output0", device="cpu").explain(
+    proto = onnxcam.export(seg, method, output=OUTPUT, target="segmentation", **options)
+    out = run_export(proto, input=xs, target=np.array([2]), mask=mask)
+    ref = onnxcam.Explainer(seg, output=OUTPUT, device="cpu").explain(
         xs, method=method, target=[Segmentation(2, mask[0]), Segmentation(2, mask[1])], **options)
     assert np.abs(out["heatmap"] - ref.heatmap).max() <= 1e-4
 

@@ -56,7 +56,7 @@ def tools(ex, plain):
     import openvino_xai as xai
     import torch
     from captum.attr import IntegratedGradients, LayerGradCam
-    from export_demo_model import build_model
+    from export_demo_model import differentiable_model
     from openvino_xai.explainer.explainer import ExplainMode
     from openvino_xai.methods.black_box.base import Preset
     from pytorch_grad_cam import GradCAM
@@ -73,7 +73,7 @@ def tools(ex, plain):
         return lambda x, t: resized(e(x[None], targets=[t], colormap=False, resize=False, **(
             {"preset": Preset.SPEED} if mode == ExplainMode.BLACKBOX else {})).saliency_map[t])
 
-    model = torch_demo(build_model())
+    model = differentiable_model()
     layer = model._swish.head  # onnxcam's auto layer: the ReLU6 after the head conv
     pgc = GradCAM(model=model, target_layers=[layer])
     lgc, ig = LayerGradCam(model, layer), IntegratedGradients(model)
@@ -113,27 +113,6 @@ def tools(ex, plain):
         "Captum IntegratedGradients (50 steps)": lambda x, t: unit(np.abs(ig.attribute(
             torch.from_numpy(x[None]), target=t, n_steps=50, internal_batch_size=50).detach().numpy()[0]).sum(0)),
     }
-
-
-def torch_demo(model):
-    """The demo's torch module made differentiable (its export-only pad → nn.ZeroPad2d, the same numbers) and with
-    the head's ReLU6 as a module of its own, the layer the CAMs hook (as tests/test_cam_methods.py does)."""
-    import torch
-    from export_demo_model import ConstantZeroPad2d
-
-    class HeadReLU6(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem, self.head = torch.nn.ReLU6(), torch.nn.ReLU6()
-
-        def forward(self, x):
-            return self.head(x) if x.shape[1] == 1280 else self.stem(x)
-
-    for m in model.modules():
-        if isinstance(getattr(m, "static_padding", None), ConstantZeroPad2d):
-            m.static_padding = torch.nn.ZeroPad2d(m.static_padding.padding)
-    model._swish = HeadReLU6()
-    return model.eval()
 
 
 def unit(m: np.ndarray) -> np.ndarray:

@@ -93,6 +93,28 @@ def build_model() -> torch.nn.Module:
     return model.eval()
 
 
+class HeadReLU6(torch.nn.Module):
+    """EfficientNet calls one `_swish` ReLU6 after the stem and after the head: split, so a hook sees the head only."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = torch.nn.ReLU6(), torch.nn.ReLU6()
+
+    def forward(self, x):
+        return self.head(x) if x.shape[1] == 1280 else self.stem(x)
+
+
+def differentiable_model() -> torch.nn.Module:
+    """build_model() for gradient methods in torch: the export-only pad becomes nn.ZeroPad2d (the same numbers, with a
+    backward pass) and the head's ReLU6 a module of its own (`model._swish.head`, onnxcam's auto layer)."""
+    model = build_model()
+    for m in model.modules():
+        if isinstance(getattr(m, "static_padding", None), ConstantZeroPad2d):
+            m.static_padding = torch.nn.ZeroPad2d(m.static_padding.padding)
+    model._swish = HeadReLU6()
+    return model.eval()
+
+
 def export(model: torch.nn.Module, path: Path) -> None:
     """Export with the TorchScript exporter, then lower the IR version."""
     dummy = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)

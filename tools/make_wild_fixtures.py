@@ -443,31 +443,41 @@ class _Logits(nn.Module):
         return self.model(pixel_values=x).logits
 
 
-def yolo_cls() -> dict:
-    """An ultralytics YOLO11n classifier from ultralytics' own yaml, exported by ultralytics offline; nc 10 and the n
-    scale's width halved (0.125) keep the file at ~1.5 MB."""
-    import tempfile
-
-    import onnx
+def ultralytics_export(yaml_file: str, name: str, changes: dict, folder: Path, **export) -> tuple[nn.Module, Path]:
+    """An ultralytics model from one of its own yaml files with `changes`, seeded and BatchNorm-calibrated, exported
+    offline by ultralytics' own exporter into `folder`; `name` (e.g. yolo11n-cls.yaml) picks the scale."""
     import yaml
 
     os.environ["YOLO_OFFLINE"] = "1"
     import ultralytics
     from ultralytics import YOLO
 
-    cfg = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/11/yolo11-cls.yaml").read_text())
+    cfg = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "models" / yaml_file).read_text())
+    path = folder / name
+    path.write_text(yaml.safe_dump({**cfg, **changes}))
+    torch.manual_seed(0)
+    yolo = YOLO(str(path))
+    calibrate_batchnorm(yolo.model)
+    cwd = os.getcwd()
+    os.chdir(folder)  # ultralytics writes the export into the working folder
+    try:
+        onnx_path = Path(yolo.export(format="onnx", opset=17, simplify=False, **export)).resolve()
+    finally:
+        os.chdir(cwd)
+    return yolo.model.eval(), onnx_path
+
+
+def yolo_cls() -> dict:
+    """An ultralytics YOLO11n classifier from ultralytics' own yaml, exported by ultralytics offline; nc 10 and the n
+    scale's width halved (0.125) keep the file at ~1.5 MB."""
+    import tempfile
+
+    import onnx
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "yolo11n-cls.yaml"  # the n scale comes from the file name, as in ultralytics
-        path.write_text(yaml.safe_dump({**cfg, "nc": CLASSES, "scales": {"n": [0.50, 0.125, 1024]}}))
-        torch.manual_seed(0)
-        yolo = YOLO(str(path))
-        calibrate_batchnorm(yolo.model)
-        cwd = os.getcwd()
-        os.chdir(tmp)  # ultralytics writes the export into the working folder
-        try:
-            path = Path(yolo.export(format="onnx", imgsz=SIZE, opset=17, simplify=False, dynamic=False)).resolve()
-        finally:
-            os.chdir(cwd)
+        _, path = ultralytics_export("11/yolo11-cls.yaml", "yolo11n-cls.yaml",
+                                     {"nc": CLASSES, "scales": {"n": [0.50, 0.125, 1024]}}, Path(tmp), imgsz=SIZE,
+                                     dynamic=False)
         save(onnx.load(path), "yolo_cls.onnx")
     return {"source": f"ultralytics YOLO('yolo11n-cls.yaml' with nc: 10, width 0.125).export(format='onnx', imgsz=64, opset=17) "
                       f"({version('ultralytics')}, {version('torch')})",

@@ -13,7 +13,6 @@ and with 1e4·y[4 + c, a] on all three layers; GradCAM with a seeded random weig
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,31 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "yolo"
 SIZE, CLASSES, WIDTH = 64, 3, 0.0625
 sys.path.insert(0, str(ROOT / "tools"))
-from make_wild_fixtures import calibrate_batchnorm  # noqa: E402
+from make_wild_fixtures import ultralytics_export  # noqa: E402
 
 
 def build(kind: str):
-    import yaml
-
-    os.environ["YOLO_OFFLINE"] = "1"
-    import ultralytics
-    from ultralytics import YOLO
-
     name = {"det": "yolov8", "seg": "yolov8-seg"}[kind]
-    cfg = yaml.safe_load((Path(ultralytics.__file__).parent / f"cfg/models/v8/{name}.yaml").read_text())
-    tmp = Path(tempfile.mkdtemp())
-    path = tmp / f"{name.replace('yolov8', 'yolov8n')}.yaml"  # the n scale comes from the file name
-    path.write_text(yaml.safe_dump({**cfg, "nc": CLASSES, "scales": {"n": [0.33, WIDTH, 1024]}}))
-    torch.manual_seed(0)
-    yolo = YOLO(str(path))
-    calibrate_batchnorm(yolo.model)
-    cwd = os.getcwd()
-    os.chdir(tmp)  # ultralytics writes the export into the working folder
-    try:
-        onnx_path = Path(yolo.export(format="onnx", imgsz=SIZE, opset=17, simplify=False, dynamic=True)).resolve()
-    finally:
-        os.chdir(cwd)
-    return yolo.model.eval(), onnx_path
+    return ultralytics_export(f"v8/{name}.yaml", f"{name.replace('yolov8', 'yolov8n')}.yaml",
+                              {"nc": CLASSES, "scales": {"n": [0.33, WIDTH, 1024]}}, Path(tempfile.mkdtemp()),
+                              imgsz=SIZE, dynamic=True)
 
 
 def neck_tensors(proto) -> list[str]:

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..runner import Weights
 from . import register
 from .arrays import NumpyArrays
 from .cam import weighted
-from .common import forward, score_of, to_grid
+from .common import forward, target_score, to_grid
 from .definition import EngineOnly
 from .options import Options
 from .run import cam_explanation
@@ -33,9 +32,7 @@ def ablationcam(runner, x, targets, layer, o: AblationCamOptions, batch_size: in
     axis = 0 if layer.layout == "NCHW" else -1  # the channel axis of one image's layer tensor
 
     def score(y: np.ndarray, image: int) -> float:
-        if isinstance(targets, Weights):
-            return float((targets.w[image].astype(np.float64) * y).sum())
-        return score_of(y, chosen[image], "logit")
+        return target_score(y, image, targets, chosen, "logit")
 
     def ablated(rows: np.ndarray) -> np.ndarray:
         out = acts[rows // k].copy()

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import UsageError
 from . import register
-from .definition import Gradient, Noise, Path, Single
+from .cam import gradient, single
+from .definition import Gradient, Noise, Path
 from .options import Options, baseline_option, option, samples, score, seed, sigma, steps
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -38,14 +39,6 @@ def quadrature_nodes(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class SaliencyOptions(Options):
     score: str = score()
-
-
-def single(o):
-    return Single()
-
-
-def gradient(ops, row, o):
-    return {"g": row.g}
 
 
 def signed_gradient(ops, s, ctx, o):

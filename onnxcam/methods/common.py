@@ -74,6 +74,13 @@ def image_size(model, x: np.ndarray) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def target_score(y: np.ndarray, image: int, targets, chosen: np.ndarray, score: str) -> float:
+    """The explained score of one row of outputs: Σ w·y for a weighted target, else the class's logit or probability."""
+    if isinstance(targets, Weights):
+        return float((targets.w[image].astype(np.float64) * y).sum())
+    return score_of(y, chosen[image], score)
+
+
 def score_of(logits: np.ndarray, target: int, score: str) -> float:
     """The explained score from a row of logits: the logit, or its softmax probability."""
     if score == "logit":

@@ -11,7 +11,7 @@ from ..explanation import Explanation
 from ..layers import Layer
 from ..runner import Weights
 from .arrays import NumpyArrays as NP
-from .common import baseline_like, chosen_classes, forward, image_size, score_of
+from .common import baseline_like, chosen_classes, forward, image_size, target_score
 from .definition import Context, EngineOnly, Gradient, Noise, Path, Row, Single
 from .maps import cam_heatmap, flat_maps, normalize, pixel_map
 from .options import Options
@@ -194,10 +194,7 @@ class _Run:
         return np.array([self.score(logits[0 if shared else i], i, chosen) for i in range(len(base))])
 
     def score(self, y: np.ndarray, image: int, chosen: np.ndarray) -> float:
-        """The explained score of one row: Σ w·y for weighted targets, else the class's logit or probability."""
-        if self.weights is not None:
-            return float((self.weights.w[image].astype(np.float64) * y).sum())
-        return score_of(y, chosen[image], self.o.score)
+        return target_score(y, image, self.targets, chosen, self.o.score)
 
 
 def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logits, chosen, **extra) -> Explanation:
