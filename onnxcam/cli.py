@@ -12,7 +12,7 @@ import click
 import numpy as np
 import onnx
 
-from . import __version__, outputs, tasks
+from . import __version__, outputs, signals, tasks
 from . import methods as registry
 from .errors import OnnxcamError
 from .evaluate import DEFAULT_METRICS, METRICS
@@ -259,7 +259,9 @@ def explain(model, images, methods, layer, target, task, output_name, box, conf,
             layout, batch_size, device, ray_address, **kwargs):
     """Heatmaps for IMAGES: an overlay PNG and the raw map (.npy) per image and method, top-5 in results.jsonl.
 
-    Method options (--steps, --sigma, ...) go to the chosen methods that take them.
+    Method options (--steps, --sigma, ...) go to the chosen methods that take them. IMAGES may also be .npy files of
+    preprocessed samples (one, or a stack N × the input dims): the only input of signal (N, C, L) and volume
+    (N, C, D, H, W) models, drawn as a trace with its attribution underneath or as slices.
 
     Example: onnxcam explain models/efficientnet_lite0.onnx models/samples/cat.jpg -m gradcam -m rsi-gradcam
     """
@@ -281,23 +283,31 @@ def explain(model, images, methods, layer, target, task, output_name, box, conf,
     explained = output_name if output_name is not None else (0 if task != "classify" else None)
     ex = Explainer(model, layer=layer, device=device, input_size=_input_size(size), output=explained)
     layer_name = ex.layer.name if any(registry.get(m).needs_layer for m in methods) else None
+    if ex.model.rank != 2 and task != "classify":
+        raise click.BadParameter(f"--task {task} needs an image model; this one takes {ex.model.layout} input",
+                                 param_hint="'--task'")
     prep = model_preprocessing(ex.model, _floats(mean, "--mean"), _floats(std, "--std"), layout, task)
     props = {p.key: p.value for p in ex.model.proto.metadata_props}
     if labels is None:
         labels = outputs.metadata_labels(model, props)
     names = _labels(labels)
     paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]  # each image once, in order
+    if ex.model.rank != 2 and not all(signals.is_array(p) for p in paths):
+        bad = next(p for p in paths if not signals.is_array(p))
+        raise OnnxcamError(f"{bad}: this model takes {ex.model.layout} input, not photos; give .npy files of "
+                           "preprocessed samples")
+    originals, paths = paths, signals.expand(paths, ex.model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stems = outputs.image_stems(paths)
-    outputs.refuse_overwriting(out, stems, methods, [*paths, Path(model), *([labels] if labels else [])])
+    outputs.refuse_overwriting(out, stems, methods, [*originals, Path(model), *([labels] if labels else [])])
     if outputs.remove_stale_parts(out):
         click.echo("removed temporary files left by an interrupted run", err=True)
     settings = json.loads(json.dumps({  # what the outputs depend on: a re-run with these skips finished images
         "model": os.path.abspath(model), "model_bytes": os.path.getsize(model), "layer": layer_name,
         "methods": methods, "target": target, "options": {m: registry.options(m, method_opts[m]).asdict() for m in methods},
         "task": [task, ex.model.logits, box, conf, area],
-        "preprocessing": [prep.size, prep.mean, prep.std, prep.layout],
+        "preprocessing": [prep.size, prep.mean, prep.std, prep.layout] if ex.model.rank == 2 else None,
     }))
     recorded = outputs.recorded_images(outputs.read_records(out), settings)
     todo = [p for p in paths if not outputs.is_complete(out, p, stems[p], methods, recorded)]
@@ -318,7 +328,7 @@ def explain(model, images, methods, layer, target, task, output_name, box, conf,
 def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, dict], what, batch_size, out: Path, names,
                    settings) -> None:
     """Explain a batch of images with every method, then write each image's files and, last, its record."""
-    xs, views = zip(*(prep(read_rgb(path)) for path in paths))
+    xs, views = zip(*(_read(ex, prep, path) for path in paths))
     for path, x in zip(paths, xs):
         if not np.isfinite(x).all():
             raise OnnxcamError(f"normalizing {path} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
@@ -341,7 +351,7 @@ def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, di
             buf = io.BytesIO()
             np.save(buf, (res.cam if res.cam is not None else res.heatmap)[i : i + 1])
             write_atomic(out / f"{prefix}.npy", buf.getvalue())
-            panel = overlay(view, res.heatmap[i])
+            panel = overlay(view, res.heatmap[i]) if view is not None else signals.picture(x[i], res.heatmap[i], ex.model)
             if task != "classify":
                 panel = tasks.draw(panel, target[i], extras[i])
             write_atomic(out / f"{prefix}.png", png_bytes(panel))
@@ -349,10 +359,18 @@ def _explain_batch(ex, paths: list[Path], stems, prep, method_opts: dict[str, di
             record["target"] = int(res.target[i])
         record.update(tasks.record(task, res.logits[i], names, extras[i]))
         if len(methods) > 1:
-            write_atomic(out / f"{stems[path]}_montage.png",
-                         png_bytes(montage([np.uint8(view * 255), *panels], ["image", *methods])))
+            sheet = montage([np.uint8(view * 255), *panels], ["image", *methods]) if view is not None else \
+                montage(panels, methods, vertical=ex.model.rank == 1)
+            write_atomic(out / f"{stems[path]}_montage.png", png_bytes(sheet))
         record["settings"] = settings
         outputs.append_record(out, record)  # last: a record means every file of the image is complete
+
+
+def _read(ex, prep, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(model input, the RGB view overlays go on): a photo preprocessed, or a .npy sample as it is (no view)."""
+    if signals.is_array(path):
+        return signals.read_sample(path, ex.model), None
+    return prep(read_rgb(path))
 
 
 def _region(text: str | None) -> tuple[float, ...] | None:

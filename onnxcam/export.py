@@ -102,7 +102,7 @@ def _check_exportable(m: Model) -> None:
     if others:
         raise OnnxcamError(f"the model has inputs besides the image ({others[:3]}); only single-input models export")
     if not all(m.image_size):
-        raise OnnxcamError("the model's input height and width are dynamic; export a model with a fixed input size")
+        raise OnnxcamError("the model's input size is dynamic; export a model with a fixed input size")
     names = {o for n in g.node for o in n.output} | {i.name for i in g.input} | inits
     taken = sorted(names & {TARGET, HEATMAP, CAM, ATTRIBUTION, ROWS, PROB, NOISE, MASK, ANCHOR, SEED})
     if taken:
@@ -162,7 +162,7 @@ class _Export:
         proto = build_gradients(proto, [wrt], score, self.cpu)
         g = proto.graph
         self.b = Builder(proto)
-        self.ops = OnnxArrays(self.b)
+        self.ops = OnnxArrays(self.b, self.layer.rank if self.layer is not None else m.rank)
 
         x = m.image_input
         self.n = self.b.op("Shape", x, end=1)  # (1,) the batch of the request
@@ -316,7 +316,7 @@ class _Export:
         ops, d, p, layer = self.ops, self.d, self.path_rows, self.layer
         g = self._slots(grads, grid=layer is not None)
         a = self._slots(layer.name, grid=True) if layer is not None else None
-        rank = 5 if layer is not None else len(self.m.input_shape) + 1
+        rank = 3 + layer.rank if layer is not None else len(self.m.input_shape) + 1  # (S, N, K, *space) or (S, x)
         weights = np.asarray(getattr(self.plan, "weights", None) if isinstance(self.plan, Path) else
                              np.full(p, 1 / p), np.float32).reshape(-1, *[1] * (rank - 1))
         if d.pairs:
@@ -330,19 +330,17 @@ class _Export:
             ctx.baseline = ops.lift(self.base)
         if layer is not None:
             ctx.a = ops.node("Gather", a.name, self.b.const(self.steps - 1, dtype=np.int64), axis=0)
-            ctx.channels = layer.shape[1] if layer.layout == "NCHW" else layer.shape[-1]
+            ctx.channels = layer.shape[1] if layer.channels_first else layer.shape[-1]
             ctx.grid = layer.grid
         result = d.finish(ops, sums, ctx, self.opts)["map"]
         if layer is not None:
             return {HEATMAP: cam_heatmap(ops, result, self.m.image_size), CAM: result}
-        axis = 1 if self.m.layout == "NCHW" else len(self.m.input_shape) - 1
-        return {HEATMAP: normalize(ops, pixel_map(ops, result, axis, d.reduce)), ATTRIBUTION: result}
+        return {HEATMAP: normalize(ops, pixel_map(ops, result, self.m.channel_axis, d.reduce)), ATTRIBUTION: result}
 
     def _output_info(self, name: str) -> onnx.ValueInfoProto:
         batch = _batch_dim(next(i for i in self.m.proto.graph.input if i.name == self.m.image_input))
-        h, w = self.m.image_size
         if name == HEATMAP:
-            dims = [batch, h, w]
+            dims = [batch, *self.m.image_size]
         elif name == CAM:
             dims = [batch, *self.layer.grid]
         else:

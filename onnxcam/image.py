@@ -118,14 +118,14 @@ def overlay(rgb01: np.ndarray, heatmap: np.ndarray, image_weight: float = 0.5) -
     return np.uint8(255 * blend / blend.max())
 
 
-def montage(panels: list[np.ndarray], titles: list[str]) -> np.ndarray:
-    """Panels side by side with a title strip above each."""
+def montage(panels: list[np.ndarray], titles: list[str], vertical: bool = False) -> np.ndarray:
+    """Panels side by side (or one above the other) with a title strip above each."""
     out = []
     for panel, title in zip(panels, titles):
         strip = np.full((24, panel.shape[1], 3), 255, np.uint8)
         cv2.putText(strip, title, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         out.append(np.vstack([strip, panel]))
-    return np.hstack(out)
+    return np.vstack(out) if vertical else np.hstack(out)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

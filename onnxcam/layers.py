@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from onnx import TensorProto
 
 from .errors import LayerError
-from .model import Model
+from .model import LAYOUTS, Model, channel_axis
 
 # Ops that only rearrange or normalize per position: "auto" looks through them back to the real feature map.
 _PASS_THROUGH = {"LayerNormalization", "Transpose", "Reshape"}
@@ -17,7 +17,8 @@ _PASS_THROUGH = {"LayerNormalization", "Transpose", "Reshape"}
 
 @dataclass(frozen=True)
 class Layer:
-    """A candidate layer: `layout` tells how to read it as a grid (NCHW, NHWC, or tokens NTD)."""
+    """A candidate layer: `layout` tells how to read it as a grid (the input's layouts — NCHW, NHWC, NCL, NLC,
+    NCDHW, NDHWC — or tokens NTD)."""
 
     name: str
     op: str
@@ -26,14 +27,21 @@ class Layer:
     layout: str
 
     @property
-    def grid(self) -> tuple[int, int]:
-        """(h, w) of the layer seen as a map; tokens drop a class token when T − 1 is square."""
-        if self.layout == "NCHW":
-            return self.shape[2], self.shape[3]
-        if self.layout == "NHWC":
-            return self.shape[1], self.shape[2]
-        side = _square_side(self.shape[1]) or _square_side(self.shape[1] - 1)
-        return side, side
+    def grid(self) -> tuple[int, ...]:
+        """The spatial size of the layer seen as a map, (h, w) for images; tokens drop a class token when T − 1 is
+        square."""
+        if self.layout == "NTD":
+            side = _square_side(self.shape[1]) or _square_side(self.shape[1] - 1)
+            return side, side
+        return tuple(self.shape[2:] if self.channels_first else self.shape[1:-1])
+
+    @property
+    def channels_first(self) -> bool:
+        return self.layout != "NTD" and channel_axis(self.layout) == 1
+
+    @property
+    def rank(self) -> int:
+        return len(self.grid)
 
     @property
     def class_tokens(self) -> int:
@@ -52,8 +60,17 @@ def _dims(vi) -> tuple | None:
     return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in tt.shape.dim)
 
 
-def _layout(shape: tuple, image_hw: tuple[int | None, int | None]) -> str | None:
-    """NCHW/NHWC/NTD when the tensor is a spatial map with more than one position, else None."""
+def _layout(shape: tuple, model: Model) -> str | None:
+    """The input's layouts (NCHW/NHWC for images) or NTD when the tensor is a spatial map with more than one
+    position, else None."""
+    if model.rank != 2:
+        first, last = LAYOUTS[model.rank + 2]
+        if len(shape) != model.rank + 2 or not all(isinstance(d, int) for d in shape[1:]):
+            return None
+        layout = first if channel_axis(model.layout) == 1 else last
+        spatial = shape[2:] if layout == first else shape[1:-1]
+        return layout if math.prod(spatial) > 1 else None
+    image_hw = model.image_size
     if len(shape) == 3 and all(isinstance(d, int) for d in shape[1:]):
         t = shape[1]
         return "NTD" if (_square_side(t) or _square_side(t - 1)) and shape[2] > 1 else None
@@ -72,14 +89,14 @@ def _layout(shape: tuple, image_hw: tuple[int | None, int | None]) -> str | None
 def candidate_layers(model: Model) -> list[Layer]:
     """Spatial tensors in input → output order, with the op that produces each."""
     if None in model.image_size:
-        raise LayerError(f"{model.source}: the input's height and width are dynamic, so layer shapes are unknown; "
-                         "give them: Explainer(model, input_size=(H, W)) or --size on the command line")
+        raise LayerError(f"{model.source}: the input's spatial size is dynamic, so layer shapes are unknown; "
+                         "give it: Explainer(model, input_size=(H, W)) or --size on the command line")
     shapes = {vi.name: _dims(vi) for vi in [*model.proto.graph.value_info, *model.proto.graph.output]}
     layers = []
     for node in model.proto.graph.node:
         for out in node.output:
             shape = shapes.get(out)
-            layout = _layout(shape, model.image_size) if shape else None
+            layout = _layout(shape, model) if shape else None
             if layout:
                 layers.append(Layer(out, node.op_type, node.name, shape, layout))
     return layers
@@ -91,7 +108,8 @@ def auto_layer(model: Model) -> Layer:
     ancestors = _ancestors(model, model.logits)
     usable = [layer for layer in layers if layer.name in ancestors]
     if not usable:
-        raise LayerError(f"{model.source}: no spatial layer (N,C,h,w or token grid) leads to the score output")
+        raise LayerError(f"{model.source}: no spatial layer (N,C,h,w, N,C,l, N,C,d,h,w or a token grid) leads to the "
+                         "score output")
     by_name = {layer.name: layer for layer in usable}
     producers = {o: n for n in model.proto.graph.node for o in n.output}
     layer = usable[-1]
@@ -108,7 +126,6 @@ def head_inputs(model: Model) -> list[Layer]:
     works on anchors, not on a map)."""
     by_name = {layer.name: layer for layer in candidate_layers(model)}
     producers = {o: n for n in model.proto.graph.node for o in n.output}
-    ih, iw = model.image_size
     found, seen, todo = [], set(), [model.logits]
     while todo:
         tensor = todo.pop()
@@ -117,7 +134,7 @@ def head_inputs(model: Model) -> list[Layer]:
             continue
         seen.add(tensor)
         layer = by_name.get(node.input[0]) if node.op_type == "Conv" else None
-        if layer is not None and layer.layout == "NCHW" and layer.grid[0] <= ih and layer.grid[1] <= iw:
+        if layer is not None and layer.channels_first and all(g <= i for g, i in zip(layer.grid, model.image_size)):
             if layer not in found:
                 found.append(layer)
             continue

@@ -36,7 +36,7 @@ class Model:
     proto: onnx.ModelProto
     image_input: str
     input_shape: tuple  # dims as int, or str for symbolic ones
-    layout: str  # "NCHW" or "NHWC"
+    layout: str  # "NCHW"/"NHWC" for images; "NCL"/"NLC" for 1-D signals, "NCDHW"/"NDHWC" for volumes
     score_output: str
     logits: str  # pre-softmax tensor (== score_output when the graph has no final Softmax)
     source: str = "<memory>"
@@ -46,18 +46,33 @@ class Model:
         return self.logits != self.score_output
 
     @property
-    def image_size(self) -> tuple[int | None, int | None]:
-        h, w = self.input_shape[2:4] if self.layout == "NCHW" else self.input_shape[1:3]
-        return (h if isinstance(h, int) else None, w if isinstance(w, int) else None)
+    def rank(self) -> int:
+        """Spatial dims of one input: 1 (signals), 2 (images) or 3 (volumes)."""
+        return len(self.input_shape) - 2
+
+    @property
+    def channel_axis(self) -> int:
+        return channel_axis(self.layout)
+
+    @property
+    def image_size(self) -> tuple[int | None, ...]:
+        """The input's spatial size, (H, W) for images, (L,) for signals, (D, H, W) for volumes; None where dynamic."""
+        dims = self.input_shape[2:] if self.channel_axis == 1 else self.input_shape[1:-1]
+        return tuple(d if isinstance(d, int) else None for d in dims)
 
     @property
     def channels(self) -> int | None:
-        c = self.input_shape[1] if self.layout == "NCHW" else self.input_shape[3]
+        c = self.input_shape[self.channel_axis]
         return c if isinstance(c, int) else None
 
     @property
     def opset(self) -> int:
         return opset_version(self.proto)
+
+
+def channel_axis(layout: str) -> int:
+    """1 for channels-first layouts (NCL, NCHW, NCDHW), −1 for channels-last ones."""
+    return 1 if layout[1] == "C" else -1
 
 
 def opset_version(proto: onnx.ModelProto) -> int:
@@ -240,10 +255,13 @@ def _all_nodes(graph: onnx.GraphProto):
                 yield from _all_nodes(sub)
 
 
-def _fix_input_size(proto: onnx.ModelProto, size: tuple[int, int], name: str) -> None:
+def _fix_input_size(proto: onnx.ModelProto, size: tuple[int, ...], name: str) -> None:
     image, _, layout = _find_image_input(proto, name)
     dims = next(i for i in proto.graph.input if i.name == image).type.tensor_type.shape.dim
-    spatial = [dims[2], dims[3]] if layout == "NCHW" else [dims[1], dims[2]]
+    spatial = list(dims[2:] if channel_axis(layout) == 1 else dims[1:-1])
+    if len(size) != len(spatial):
+        raise ModelError(f"{name}: input size {tuple(size)} has {len(size)} dims; the model's input has "
+                         f"{len(spatial)} spatial dims")
     for d, value in zip(spatial, size):
         if d.HasField("dim_value") and d.dim_value != value:
             raise ModelError(f"{name}: input size {tuple(size)} does not match the model's fixed "
@@ -492,24 +510,30 @@ def _find_image_input(proto: onnx.ModelProto, name: str) -> tuple[str, tuple, st
         if tt.elem_type not in FLOAT_TYPES or not tt.HasField("shape"):
             continue
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim)
-        if len(dims) == 4:
-            return inp.name, dims, _layout(dims)
-        if len(dims) == 3:
+        if len(dims) == 3 and _small(dims[0]) and isinstance(dims[1], int) and dims[1] == dims[2] and dims[1] > 4:
             raise ModelError(
                 f"{name}: image input {inp.name!r} has no batch axis (shape {list(dims)}); "
                 "re-export the model with a leading batch dimension"
             )
+        if len(dims) in LAYOUTS:
+            return inp.name, dims, _layout(dims)
     raise ModelError(
-        f"{name}: no float image input of rank 4 (N,C,H,W or N,H,W,C) found among inputs "
-        f"{[i.name for i in proto.graph.input if i.name not in inits]}"
+        f"{name}: no float input of rank 3, 4 or 5 (a batch of signals N,C,L, images N,C,H,W or volumes N,C,D,H,W, "
+        f"or their channels-last forms) found among inputs {[i.name for i in proto.graph.input if i.name not in inits]}"
     )
 
 
-def _layout(dims: tuple) -> str:
-    def small(d):
-        return isinstance(d, int) and d in (1, 3, 4)
+LAYOUTS = {3: ("NCL", "NLC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}  # (channels first, channels last)
 
-    return "NHWC" if small(dims[3]) and not small(dims[1]) else "NCHW"
+
+def _small(d) -> bool:
+    return isinstance(d, int) and d in (1, 3, 4)
+
+
+def _layout(dims: tuple) -> str:
+    """Channels last when the last axis looks like channels (1, 3, 4) and the second does not."""
+    first, last = LAYOUTS[len(dims)]
+    return last if _small(dims[-1]) and not _small(dims[1]) else first
 
 
 def find_score_output(proto: onnx.ModelProto, name: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import onnxcam
 from onnxcam import methods
-from onnxcam.methods.cam import CamOptions, K, single
+from onnxcam.methods.cam import CamOptions, single
 from onnxcam.methods.definition import Gradient
 
 SIZE, TARGETS = 32, [1, 3]
@@ -131,7 +131,7 @@ def test_smooth_gradcam_pp_export_with_noise_equals_torch(net):
 
 def gradient_times_activation(ops, s, ctx, o):
     """A toy method: ReLU(Σ_k G^k ⊙ A^k) written once for this test."""
-    return {"map": ops.relu(ops.sum(s["g"] * ctx.a, K))}
+    return {"map": ops.relu(ops.sum(s["g"] * ctx.a, ops.channel))}
 
 
 def test_a_method_defined_once_runs_in_engine_and_export(net):

@@ -261,6 +261,15 @@ def test_energy_pointing_game():
     np.testing.assert_allclose(metrics.energy_pointing_game(maps, masks), [0.5, 0.75])
 
 
+def test_top_k_pointing_on_traces():
+    maps = np.array([[0, 5, -4, 0, 1, 0], [3, 0, 0, 0, 0, 1]], float)  # signs do not matter: |map|
+    masks = np.array([[0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], bool)
+    np.testing.assert_allclose(metrics.top_k_pointing(maps, masks, 1), [1, 0])
+    np.testing.assert_allclose(metrics.top_k_pointing(maps, masks, 2), [5 / 9, 1 / 4])  # top 2: {5, 4} and {3, 1}
+    with pytest.raises(OnnxcamError, match="k must be"):
+        metrics.top_k_pointing(maps, masks, 7)
+
+
 # ---------------------------------------------------------------------------------------------- structure
 
 

@@ -29,7 +29,7 @@ def ablationcam(runner, x, targets, layer, o: AblationCamOptions, batch_size: in
     logits, chosen, (acts,) = forward(runner, x, targets, batch_size, (layer.name,))
     grid = to_grid(acts, layer)
     n, k = grid.shape[:2]
-    axis = 0 if layer.layout == "NCHW" else -1  # the channel axis of one image's layer tensor
+    axis = 0 if layer.channels_first else -1  # the channel axis of one image's layer tensor
 
     def score(y: np.ndarray, image: int) -> float:
         return target_score(y, image, targets, chosen, "logit")
@@ -47,7 +47,8 @@ def ablationcam(runner, x, targets, layer, o: AblationCamOptions, batch_size: in
         for r, y in zip(chunk.rows, chunk.logits):
             scores[r // k, r % k] = score(y, r // k)
     y0 = np.array([[score(logits[i], i)] for i in range(n)])
-    cam = weighted(NumpyArrays, ((y0 - scores) / y0)[:, :, None, None], grid)
+    ops = NumpyArrays(layer.rank)
+    cam = weighted(ops, ((y0 - scores) / y0).reshape(n, k, *[1] * ops.rank), grid)
     return cam_explanation(runner, x, "ablationcam", layer, cam, logits, chosen)
 
 

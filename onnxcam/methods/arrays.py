@@ -1,7 +1,9 @@
 """The small array interface method definitions are written against: numpy for the engine, ONNX nodes for export.
 
 A definition uses Python's arithmetic operators and the functions below, with negative axes, so the same code
-runs on a chunk of rows (R, ...) in numpy and on the step-stacked tensors (S, N, ...) of an exported graph."""
+runs on a chunk of rows (R, ...) in numpy and on the step-stacked tensors (S, N, ...) of an exported graph. Grids
+are (…, K, *space) with `rank` spatial axes: 1 for signals, 2 for images, 3 for volumes; `ops.space` and
+`ops.channel` name their axes."""
 
 from __future__ import annotations
 
@@ -11,8 +13,25 @@ from onnx import TensorProto
 from ..opencv import cv2
 
 
-class NumpyArrays:
+class Axes:
+    """The axes of (…, K, *space) grids of a given spatial rank."""
+
+    rank = 2
+
+    @property
+    def space(self) -> tuple[int, ...]:
+        return tuple(range(-self.rank, 0))
+
+    @property
+    def channel(self) -> int:
+        return -self.rank - 1
+
+
+class NumpyArrays(Axes):
     """The interface on numpy arrays (the engine)."""
+
+    def __init__(self, rank: int = 2):
+        self.rank = rank
 
     @staticmethod
     def relu(t):
@@ -53,22 +72,38 @@ class NumpyArrays:
         return np.clip(t, low, high)
 
     @staticmethod
-    def resize(maps, size: tuple[int, int]):
-        """(N, h, w) → (N, H, W), bilinear with half-pixel centers (OpenCV INTER_LINEAR)."""
-        h, w = size
+    def resize(maps, size: tuple[int, ...]):
+        """(N, *space) → (N, *size), (bi/tri)linear with half-pixel centers (OpenCV INTER_LINEAR, ONNX Resize)."""
         maps = np.asarray(maps, np.float32)
-        return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps])
+        if len(size) == 2:
+            h, w = size
+            return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps])
+        for axis, n in enumerate(size, start=1):
+            maps = _linear(maps, axis, n)
+        return maps
 
     @staticmethod
     def grid(t, layer):
-        """(…, K, h, w) view of a layer tensor (…, layer dims): channels-last transposed, class tokens dropped."""
-        if layer.layout == "NCHW":
+        """(…, K, *space) view of a layer tensor (…, layer dims): channels-last transposed, class tokens dropped."""
+        if layer.channels_first:
             return t
         if layer.layout == "NTD":
             h, w = layer.grid
             t = t[..., layer.class_tokens :, :]
             t = t.reshape(*t.shape[:-2], h, w, t.shape[-1])
-        return np.moveaxis(t, -1, -3)
+        return np.moveaxis(t, -1, -layer.rank - 1)
+
+
+def _linear(t: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Linear interpolation along one axis, half-pixel centers, clamped at the edges (ONNX Resize linear)."""
+    n = t.shape[axis]
+    if n == size:
+        return t
+    pos = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(t.ndim)])
+    return np.take(t, lo, axis) * (1 - frac) + np.take(t, hi, axis) * frac
 
 
 class Symbol:
@@ -124,11 +159,11 @@ class Symbol:
         return self.arrays.node("Slice", self.name, *map(self.arrays.ints, ([start], [stop], [0])))
 
 
-class OnnxArrays:
+class OnnxArrays(Axes):
     """The interface emitting ONNX nodes through the autodiff Builder (the exporter)."""
 
-    def __init__(self, builder):
-        self.b = builder
+    def __init__(self, builder, rank: int = 2):
+        self.b, self.rank = builder, rank
 
     def node(self, op: str, *inputs: str, **attrs) -> Symbol:
         return Symbol(self, self.b.op(op, *inputs, **attrs))
@@ -174,7 +209,7 @@ class OnnxArrays:
     def clip(self, t: Symbol, low: float, high: float) -> Symbol:
         return self.node("Clip", t.name, self.lift(low).name, self.lift(high).name)
 
-    def resize(self, maps: Symbol, size: tuple[int, int]) -> Symbol:
+    def resize(self, maps: Symbol, size: tuple[int, ...]) -> Symbol:
         """Resize linear, half_pixel: OpenCV's INTER_LINEAR when upscaling."""
         four = self.node("Unsqueeze", maps.name, self.ints([1]))
         sizes = self.node("Concat", self.node("Shape", four.name, end=2).name, self.ints(list(size)), axis=0)
@@ -183,15 +218,16 @@ class OnnxArrays:
         return self.node("Squeeze", resized.name, self.ints([1]))
 
     def grid(self, t: Symbol, layer) -> Symbol:
-        """(S, N, K, h, w) from a layer tensor (S, N, layer dims)."""
-        if layer.layout == "NCHW":
+        """(S, N, K, *space) from a layer tensor (S, N, layer dims)."""
+        if layer.channels_first:
             return t
         if layer.layout == "NTD":
             h, w = layer.grid
             tokens = self.node("Slice", t.name, self.ints([layer.class_tokens]), self.ints([np.iinfo(np.int64).max]),
                                self.ints([2]))
             t = self.node("Reshape", tokens.name, self.ints([0, 0, h, w, layer.shape[2]]))
-        return self.node("Transpose", t.name, perm=[0, 1, 4, 2, 3])
+        r = layer.rank
+        return self.node("Transpose", t.name, perm=[0, 1, r + 2, *range(2, r + 2)])
 
     def cast_float(self, name: str, elem_type: int) -> Symbol:
         return Symbol(self, name) if elem_type == TensorProto.FLOAT else self.node("Cast", name, to=TensorProto.FLOAT)

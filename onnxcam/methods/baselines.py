@@ -23,18 +23,18 @@ class RandomOptions(Options):
 
 
 def random_map(runner, x, targets, layer, o: RandomOptions, batch_size: int) -> Explanation:
-    """Uniform noise per pixel (or per `cell`×`cell` block): the chance level of every metric.
+    """Uniform noise per position (or per block of `cell` positions a side): the chance level of every metric.
 
     Seeded by `seed` and the image's bytes: the same image always gets the same map, whatever the batch, and
     two images (or an image and its noisy copy) get unrelated maps."""
     logits, chosen = forward_top1(runner, x, targets, batch_size)
-    h, w = image_size(runner.model, x)
-    cell = o.cell
+    size, cell = image_size(runner.model, x), o.cell
     keys = [zlib.crc32(np.ascontiguousarray(image).tobytes()) for image in x]
-    coarse = [np.random.default_rng([o.seed, k]).random((-(-h // cell), -(-w // cell))) for k in keys]
-    maps = np.stack([np.kron(c, np.ones((cell, cell)))[:h, :w] for c in coarse])
-    return Explanation(method="random", heatmap=normalize(NumpyArrays, maps).astype(np.float32), logits=logits,
-                       target=chosen, extras={"seed": o.seed})
+    coarse = [np.random.default_rng([o.seed, k]).random([-(-d // cell) for d in size]) for k in keys]
+    crop = tuple(slice(d) for d in size)
+    maps = np.stack([np.kron(c, np.ones((cell,) * len(size)))[crop] for c in coarse])
+    return Explanation(method="random", heatmap=normalize(NumpyArrays(len(size)), maps).astype(np.float32),
+                       logits=logits, target=chosen, extras={"seed": o.seed})
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,10 @@ class CenterOptions(Options):
 def center_map(runner, x, targets, layer, o: CenterOptions, batch_size: int) -> Explanation:
     """exp(−r²/(2(σ·min(H, W))²)) around the image center: photographers' bias, no look at the model."""
     logits, chosen = forward_top1(runner, x, targets, batch_size)
-    h, w = image_size(runner.model, x)
-    yy, xx = np.mgrid[:h, :w]
-    r2 = (yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2
-    one = np.exp(-r2 / (2 * (o.sigma * min(h, w)) ** 2))
-    maps = normalize(NumpyArrays, np.repeat(one[None], len(x), axis=0))
+    size = image_size(runner.model, x)
+    r2 = sum((g - (d - 1) / 2) ** 2 for g, d in zip(np.indices(size), size))
+    one = np.exp(-r2 / (2 * (o.sigma * min(size)) ** 2))
+    maps = normalize(NumpyArrays(len(size)), np.repeat(one[None], len(x), axis=0))
     return Explanation(method="center", heatmap=maps.astype(np.float32), logits=logits, target=chosen)
 
 

@@ -1,4 +1,6 @@
-"""The Grad-CAM family: one row per image; the weighting of A by G, once for the engine and the export."""
+"""The Grad-CAM family: one row per image; the weighting of A by G, once for the engine and the export.
+
+Grids are (…, K, *space): `ops.space` are the layer's spatial axes (ij below; l, hw or dhw), `ops.channel` is k."""
 
 from __future__ import annotations
 
@@ -7,9 +9,6 @@ from dataclasses import dataclass
 from . import register
 from .definition import Gradient, Single
 from .options import Options, score
-
-HW, K = (-2, -1), -3  # grid axes of (…, K, h, w)
-
 
 @dataclass(frozen=True)
 class CamOptions(Options):
@@ -26,36 +25,36 @@ def gradient(ops, row, o):
 
 def weighted(ops, w, a):
     """ReLU(Σ_k w_k A^k)."""
-    return ops.relu(ops.sum(w * a, K))
+    return ops.relu(ops.sum(w * a, ops.channel))
 
 
 def gradcam(ops, s, ctx, o):
     """w_k = mean_ij G^k_ij."""
-    return {"map": weighted(ops, ops.mean(s["g"], HW, keepdims=True), ctx.a)}
+    return {"map": weighted(ops, ops.mean(s["g"], ops.space, keepdims=True), ctx.a)}
 
 
 def gradcam_pp(ops, s, ctx, o):
     """α = G² / (2G² + Σ_ab A · G³ + 1e-6), 0 where G = 0; w_k = Σ_ij ReLU(G) α."""
     g, a = s["g"], ctx.a
     g2 = g * g
-    alpha = ops.where_zero(g, 0.0, g2 / (2 * g2 + ops.sum(a, HW, keepdims=True) * g2 * g + 1e-6))
-    return {"map": weighted(ops, ops.sum(ops.relu(g) * alpha, HW, keepdims=True), a)}
+    alpha = ops.where_zero(g, 0.0, g2 / (2 * g2 + ops.sum(a, ops.space, keepdims=True) * g2 * g + 1e-6))
+    return {"map": weighted(ops, ops.sum(ops.relu(g) * alpha, ops.space, keepdims=True), a)}
 
 
 def xgradcam(ops, s, ctx, o):
     """w_k = Σ_ij G^k A^k / (Σ_ab A^k + 1e-7)."""
     a = ctx.a
-    return {"map": weighted(ops, ops.sum(s["g"] * a / (ops.sum(a, HW, keepdims=True) + 1e-7), HW, keepdims=True), a)}
+    return {"map": weighted(ops, ops.sum(s["g"] * a / (ops.sum(a, ops.space, keepdims=True) + 1e-7), ops.space, keepdims=True), a)}
 
 
 def layercam(ops, s, ctx, o):
     """Σ_k ReLU(G^k) ⊙ A^k, element-wise."""
-    return {"map": ops.relu(ops.sum(ops.relu(s["g"]) * ctx.a, K))}
+    return {"map": ops.relu(ops.sum(ops.relu(s["g"]) * ctx.a, ops.channel))}
 
 
 def hirescam(ops, s, ctx, o):
     """Σ_k G^k ⊙ A^k: the gradient kept at full resolution."""
-    return {"map": ops.relu(ops.sum(s["g"] * ctx.a, K))}
+    return {"map": ops.relu(ops.sum(s["g"] * ctx.a, ops.channel))}
 
 
 for name, finish in {"gradcam": gradcam, "gradcam++": gradcam_pp, "xgradcam": xgradcam, "layercam": layercam,

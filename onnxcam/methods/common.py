@@ -11,7 +11,7 @@ from .arrays import NumpyArrays
 
 
 def to_grid(t: np.ndarray, layer: Layer) -> np.ndarray:
-    """(N, K, h, w) view of a layer tensor: channels-last maps transposed, class tokens dropped."""
+    """(N, K, *space) view of a layer tensor: channels-last maps transposed, class tokens dropped."""
     return NumpyArrays.grid(t, layer)
 
 
@@ -39,17 +39,18 @@ def forward_top1(runner, x: np.ndarray, targets: np.ndarray, batch_size: int = D
 
 
 def black_image(model) -> np.ndarray:
-    """A black image through the model's normalization: (0 − mean)/std, from the model's onnxcam.mean/std
-    metadata, else ImageNet's (the RSI-Grad-CAM authors' baseline)."""
+    """A black input through the model's normalization: (0 − mean)/std, from the model's onnxcam.mean/std
+    metadata, else ImageNet's for RGB images (the RSI-Grad-CAM authors' baseline), else 0."""
     from ..image import IMAGENET_MEAN, IMAGENET_STD, metadata_floats
 
     props = {p.key: p.value for p in model.proto.metadata_props}
+    rgb = model.rank == 2 and model.channels == 3
 
     def floats(key, default):
         return np.asarray(metadata_floats(props, key) or default, np.float32)
 
-    value = -floats("onnxcam.mean", IMAGENET_MEAN) / floats("onnxcam.std", IMAGENET_STD)
-    return value.reshape(-1, 1, 1) if model.layout == "NCHW" else value
+    value = -floats("onnxcam.mean", IMAGENET_MEAN if rgb else (0.0,)) / floats("onnxcam.std", IMAGENET_STD if rgb else (1.0,))
+    return value.reshape(-1, *[1] * model.rank) if model.channel_axis == 1 else value
 
 
 def baseline_value(model, baseline) -> np.ndarray:
@@ -66,12 +67,11 @@ def baseline_like(baseline, x: np.ndarray, model) -> np.ndarray:
         raise UsageError(f"baseline of shape {value.shape} does not broadcast to input {x.shape}") from None
 
 
-def image_size(model, x: np.ndarray) -> tuple[int, int]:
-    """(H, W) of the input: the model's, else the batch's (symbolic spatial dims)."""
-    h, w = model.image_size
-    if h is None or w is None:
-        h, w = x.shape[2:4] if model.layout == "NCHW" else x.shape[1:3]
-    return int(h), int(w)
+def image_size(model, x: np.ndarray) -> tuple[int, ...]:
+    """The spatial size of the input ((H, W) for images): the model's, else the batch's (symbolic dims)."""
+    if None not in model.image_size:
+        return model.image_size
+    return tuple(int(d) for d in (x.shape[2:] if model.channel_axis == 1 else x.shape[1:-1]))
 
 
 def target_score(y: np.ndarray, image: int, targets, chosen: np.ndarray, score: str) -> float:

@@ -215,6 +215,9 @@ def igos(ex, x, targets, layer, o: IgosOptions, batch: int) -> Explanation:
     probability. extras: objective and p_c per iteration (T + 1 values each, the first at M = 1), accepted steps,
     final λ1, and the rows run (path rows are a forward + backward pass; the first pass and the line-search
     candidates, which need probabilities only, run forward only)."""
+    if ex.model.rank != 2:
+        raise UsageError(f"igos optimizes a mask over images; this model's input is {ex.model.layout}: use saliency, "
+                         "ig, smoothgrad or a CAM method")
     nchw = ex.model.layout == "NCHW"
     image = x if nchw else np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # internally (N, C, H, W)
     h, w = image.shape[2:]

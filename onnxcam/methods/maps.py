@@ -12,19 +12,19 @@ TINY = float(np.finfo(np.float32).tiny)
 def normalize(ops, maps):
     """Per image (m − min) / (span + ε), pytorch-grad-cam's scale_cam_image order, with its ε = 1e-7 scaled down for
     maps whose range is below 1: fp16 models and saturated softmax scores give tiny but real maps."""
-    shifted = maps - ops.min(maps, (-2, -1), keepdims=True)
-    span = ops.max(shifted, (-2, -1), keepdims=True)
+    shifted = maps - ops.min(maps, ops.space, keepdims=True)
+    span = ops.max(shifted, ops.space, keepdims=True)
     return shifted / (span + EPS * ops.clip(span, TINY, 1.0))
 
 
-def cam_heatmap(ops, cam, size: tuple[int, int]):
-    """Normalize, resize bilinearly to the input's (H, W), normalize again (pytorch-grad-cam rescales the resized map
+def cam_heatmap(ops, cam, size: tuple[int, ...]):
+    """Normalize, resize (bi)linearly to the input's size, normalize again (pytorch-grad-cam rescales the resized map
     even for one layer, restoring the max of 1 that interpolation loses)."""
     return normalize(ops, ops.resize(normalize(ops, cam), size))
 
 
 def pixel_map(ops, attribution, channel_axis: int, reduce: str):
-    """Per-pixel Σ_c |a| (or max_c |a|)."""
+    """Per position Σ_c |a| (or max_c |a|)."""
     magnitude = ops.abs(attribution)
     return ops.sum(magnitude, channel_axis) if reduce == "sum" else ops.max(magnitude, channel_axis)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import register
-from .cam import HW, K
 from .definition import Gradient, Path
 from .options import Options, baseline_option, option, score, steps
 
@@ -42,8 +41,8 @@ def rsi_step(ops, row, o: RsiOptions):
 def rsi_finish(ops, s, ctx, o: RsiOptions):
     """w_k = mean_ij R^k; L = ReLU(mean_k w_k A^k(x))."""
     r = s["r_relu"] if o.grad_relu else s["r"]
-    cam = ops.relu(ops.sum(ops.mean(r, HW, keepdims=True) * ctx.a, K) / float(ctx.channels))
-    return {"map": cam, "total": ops.sum(s["r"], (-3, -2, -1)), "R": r}
+    cam = ops.relu(ops.sum(ops.mean(r, ops.space, keepdims=True) * ctx.a, ops.channel) / float(ctx.channels))
+    return {"map": cam, "total": ops.sum(s["r"], (ops.channel, *ops.space)), "R": r}
 
 
 def rsi_exportable(o: RsiOptions) -> str | None:
@@ -67,7 +66,7 @@ def left_riemann(o) -> Path:
 
 def integrated_gradcam_step(ops, row, o):
     """ReLU(Σ_k A^k(x_m) · mean_ij ∂y/∂A^k_ij(x_m))."""
-    return {"cam": ops.relu(ops.sum(ops.mean(row.g, HW, keepdims=True) * row.a, K))}
+    return {"cam": ops.relu(ops.sum(ops.mean(row.g, ops.space, keepdims=True) * row.a, ops.channel))}
 
 
 def sum_of_steps(ops, s, ctx, o):

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..explanation import Explanation
 from ..layers import Layer
 from ..runner import Weights
-from .arrays import NumpyArrays as NP
+from .arrays import NumpyArrays
 from .common import baseline_like, chosen_classes, forward, image_size, target_score
 from .definition import Context, EngineOnly, Gradient, Noise, Path, Row, Single
 from .maps import cam_heatmap, flat_maps, normalize, pixel_map
@@ -62,17 +62,18 @@ class _Run:
                              "explains the output itself: pass score='logit'")
         self.batch = batch_size
         self.model = runner.model
+        self.ops = NumpyArrays(layer.rank if layer is not None else runner.model.rank)
         self.sums: dict[str, np.ndarray] = {}
         self.rows = {"gradient": 0, "forward": 0}
 
     def grid(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, np.float64)
-        return NP.grid(t, self.layer) if self.layer is not None else t
+        return self.ops.grid(t, self.layer) if self.layer is not None else t
 
     def add(self, images: np.ndarray, row: Row) -> None:
         """Sum one chunk's contributions into their images."""
         once = len(np.unique(images)) == len(images)  # one row per image (single-row methods): no grouping
-        for name, t in self.d.contribution(NP, row, self.o).items():
+        for name, t in self.d.contribution(self.ops, row, self.o).items():
             t = np.asarray(t, np.float64)
             total = self.sums.setdefault(name, np.zeros((len(self.x), *t.shape[1:])))
             if once:
@@ -92,7 +93,7 @@ class _Run:
         if self.layer is not None:
             ctx.a = self.grid(acts)
             ctx.channels, ctx.grid = ctx.a.shape[1], ctx.a.shape[2:]
-        out = dict(self.d.finish(NP, self.sums, ctx, self.o))
+        out = dict(self.d.finish(self.ops, self.sums, ctx, self.o))
         result, total = out.pop("map"), out.pop("total", None)
         extras = {**out, "rows": self.rows}
         gap = None
@@ -103,10 +104,9 @@ class _Run:
         if self.layer is not None:
             return cam_explanation(self.runner, self.x, self.d.name, self.layer, result, logits, chosen,
                                    completeness_gap=gap, extras=extras)
-        axis = 1 if self.model.layout == "NCHW" else self.x.ndim - 1
-        pixel = pixel_map(NP, result, axis, self.d.reduce)
+        pixel = pixel_map(self.ops, result, self.model.channel_axis, self.d.reduce)
         flat = flat_maps(pixel)
-        heatmap = np.where(flat[:, None, None], 0, normalize(NP, pixel)).astype(np.float32)
+        heatmap = np.where(per_image(flat, pixel), 0, normalize(self.ops, pixel)).astype(np.float32)
         return Explanation(method=self.d.name, heatmap=heatmap, logits=logits, target=chosen,
                            attribution=result.astype(np.float32), completeness_gap=gap, extras=extras, valid=~flat)
 
@@ -197,10 +197,16 @@ class _Run:
         return target_score(y, image, self.targets, chosen, self.o.score)
 
 
+def per_image(flags: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """(N,) flags shaped to broadcast over (N, ...) maps."""
+    return flags.reshape(-1, *[1] * (maps.ndim - 1))
+
+
 def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logits, chosen, **extra) -> Explanation:
     """A layer map with its heatmap at the input's size; a flat map's heatmap is zero and its image not valid."""
     flat = flat_maps(cam)
-    heatmap = cam_heatmap(NP, np.where(flat[:, None, None], 0, cam).astype(np.float32), image_size(runner.model, x))
+    ops = NumpyArrays(layer.rank)
+    heatmap = cam_heatmap(ops, np.where(per_image(flat, cam), 0, cam).astype(np.float32), image_size(runner.model, x))
     return Explanation(method=method, heatmap=heatmap.astype(np.float32), logits=logits, target=chosen,
                        layer=layer.name, cam=np.asarray(cam, np.float32), valid=~flat, **extra)
 
@@ -209,10 +215,12 @@ def multi_layer(runner, x: np.ndarray, results: list[Explanation]) -> Explanatio
     """Several layers' maps in one: each normalized and resized to the input, averaged, normalized again
     (pytorch-grad-cam's compute_cam_per_layer + aggregate_multi_layers). `extras["cams"]` keeps each layer's map."""
     size = image_size(runner.model, x)
-    scaled = [NP.resize(normalize(NP, np.where(r.valid[:, None, None], np.maximum(r.cam, 0), 0)), size) for r in results]
+    ops = NumpyArrays(len(size))
+    scaled = [ops.resize(normalize(ops, np.where(per_image(r.valid, r.cam), np.maximum(r.cam, 0), 0)), size)
+              for r in results]
     first = results[0]
     valid = np.any([r.valid for r in results], axis=0)
-    heatmap = np.where(valid[:, None, None], normalize(NP, np.mean(scaled, axis=0)), 0).astype(np.float32)
+    heatmap = np.where(per_image(valid, scaled[0]), normalize(ops, np.mean(scaled, axis=0)), 0).astype(np.float32)
     return Explanation(method=first.method, heatmap=heatmap, logits=first.logits, target=first.target,
                        layer=", ".join(r.layer for r in results), extras={"cams": {r.layer: r.cam for r in results}},
                        valid=valid)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..opencv import cv2
 from . import register
 from .arrays import NumpyArrays
 from .cam import weighted
@@ -26,16 +25,17 @@ def scorecam(runner, x, targets, layer, o: ScoreCamOptions, batch_size: int):
     logits, chosen, (acts,) = forward(runner, x, targets, batch_size, (layer.name,))
     acts = to_grid(acts, layer)
     n, k = acts.shape[:2]
-    h, w = image_size(runner.model, x)
+    size, ops = image_size(runner.model, x), NumpyArrays(layer.rank)
+    axis = runner.model.channel_axis
     session = runner.session((), "logit")
 
     def masked(rows):
         i, c = np.divmod(rows, k)
         out = []
         for a, b in zip(i, c):
-            up = cv2.resize(acts[a, b].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            up = ops.resize(acts[a, b][None], size)[0]
             up = (up - up.min()) / (np.ptp(up) + 1e-7)
-            out.append(x[a] * (up[None] if runner.model.layout == "NCHW" else up[..., None]))
+            out.append(x[a] * np.expand_dims(up, axis if axis < 0 else 0))
         return np.stack(out)
 
     scores = np.zeros((n, k))
@@ -44,7 +44,7 @@ def scorecam(runner, x, targets, layer, o: ScoreCamOptions, batch_size: int):
         scores[i, c] = chunk.logits[np.arange(len(chunk.rows)), chosen[i]]
     weights = np.exp(scores - scores.max(1, keepdims=True))
     weights /= weights.sum(1, keepdims=True)
-    cam = weighted(NumpyArrays, weights[:, :, None, None], acts)
+    cam = weighted(ops, weights.reshape(n, k, *[1] * ops.rank), acts)
     return cam_explanation(runner, x, "scorecam", layer, cam, logits, chosen)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import UsageError
 from . import register
 from .attribution import noise as noise_rows
-from .cam import HW, weighted
+from .cam import weighted
 from .definition import Gradient
 from .options import Options, option, samples, score, seed, sigma
 
@@ -45,15 +45,15 @@ def smooth_gradcam_pp(ops, s, ctx, o: SmoothGradcamPPOptions):
             raise UsageError(f"neurons must be a boolean mask of the layer grid {tuple(ctx.grid)}; got {mask.shape}")
         keep = mask.astype(np.float32)
         d1, d2, d3 = d1 * keep, d2 * keep, d3 * keep
-    alpha = ops.div_or_zero(d2, 2 * d2 + ops.sum(ctx.a, HW, keepdims=True) * d3)
-    w = ops.sum(alpha * ops.relu(d1), HW, keepdims=True)
+    alpha = ops.div_or_zero(d2, 2 * d2 + ops.sum(ctx.a, ops.space, keepdims=True) * d3)
+    w = ops.sum(alpha * ops.relu(d1), ops.space, keepdims=True)
     if o.channels is not None:
         keep = np.zeros(ctx.channels, np.float32)
         try:
             keep[np.asarray(o.channels, int)] = 1
         except (IndexError, ValueError, TypeError):
             raise UsageError(f"channels must be indices in 0..{ctx.channels - 1}; got {o.channels!r}") from None
-        w = w * keep.reshape(-1, 1, 1)
+        w = w * keep.reshape(-1, *[1] * ops.rank)
     return {"map": weighted(ops, w, ctx.a)}
 
 

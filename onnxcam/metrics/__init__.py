@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .perturbation import Curve, auc, blur, confidence_change, deletion, gaussian_kernel, insertion
-from .pointing import boxes_to_masks, class_average, energy_pointing_game, pointing_game
+from .pointing import boxes_to_masks, class_average, energy_pointing_game, pointing_game, top_k_pointing
 from .road import impute, road
 from .stability import max_sensitivity, step_convergence
 from .structure import connected_components, gini, gradient_map, group_sparsity, top_k_mass
@@ -22,7 +22,7 @@ __all__ = [
     "METRICS", "NORMS", "Curve", "Metric", "auc", "blur", "boxes_to_masks", "class_average", "confidence_change",
     "connected_components", "deletion", "energy_pointing_game", "gaussian_kernel", "gini", "gradient_map",
     "group_sparsity", "impute", "insertion", "max_sensitivity", "pointing_game", "road", "step_convergence",
-    "top_k_mass", "worst_case",
+    "top_k_mass", "top_k_pointing", "worst_case",
 ]
 
 

@@ -49,6 +49,24 @@ def energy_pointing_game(saliency, masks) -> np.ndarray:
     return (maps * m).reshape(len(maps), -1).sum(1) / total
 
 
+def top_k_pointing(saliency, masks, k: int) -> np.ndarray:
+    """Per map (any rank): the share of the mass of its k largest |values| that lies inside the mask — how much of
+    what the map points at hits the known ground truth (a map without information scores the mask's share)."""
+    a = np.abs(np.asarray(saliency, np.float64))
+    m = np.asarray(masks, bool)
+    if a.shape != m.shape or a.ndim < 2:
+        raise OnnxcamError(f"masks have shape {m.shape} but the maps {a.shape}; pass one mask per map")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= a[0].size:
+        raise OnnxcamError(f"k must be an integer in 1..{a[0].size}; got {k!r}")
+    a, m = a.reshape(len(a), -1), m.reshape(len(m), -1)
+    top = np.argsort(-a, axis=1, kind="stable")[:, :k]
+    mass = np.take_along_axis(a, top, 1)
+    total = mass.sum(1)
+    if (total == 0).any():
+        raise OnnxcamError(f"map {int(np.flatnonzero(total == 0)[0])} is all zero: it points nowhere")
+    return (mass * np.take_along_axis(m, top, 1)).sum(1) / total
+
+
 def boxes_to_masks(boxes, size: tuple[int, int]) -> np.ndarray:
     """(N, H, W) masks from boxes: per image a list of (x0, y0, x1, y1), half-open pixel ranges clipped to the image."""
     h, w = size
