@@ -343,7 +343,7 @@ def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path 
     computes only what is missing there. `progress` wraps the list of pairs to do (a progress bar); `warn` gets
     one-line notes (reused pairs, a pair that failed)."""
     from . import methods as registry
-    from . import outputs
+    from . import outputs, signals
     from .explainer import Explainer
     from .image import model_preprocessing, png_bytes, read_rgb, write_atomic
 
@@ -351,12 +351,16 @@ def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path 
     method_opts = {m: (method_options or {}).get(m, {}) for m in methods}
     paths = list({os.path.abspath(p): Path(p) for p in reversed(images)}.values())[::-1]
     labels = read_labels(labels_csv) if labels_csv is not None else None
-    requested = {p: label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
     for p in paths:
         if not p.is_file():
             raise OnnxcamError(f"image not found: {p}")
     ex = Explainer(model, layer=layer, device=device, input_size=(size, size) if size else None)
     prep = model_preprocessing(ex.model, mean, std, layout)
+    if ex.model.rank != 2 and not all(signals.is_array(p) for p in paths):
+        raise OnnxcamError(f"this model takes {ex.model.layout} input, not photos; give .npy files of preprocessed "
+                           "samples")
+    paths = signals.expand(paths, ex.model)  # a .npy stack: one item `name#k.npy` per sample (labels by that name)
+    requested = {p: label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
     classes = ex.num_classes
     for p, k in requested.items():
         if classes and k is not None and k >= classes:
@@ -390,7 +394,7 @@ def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path 
     for p, m in progress(todo):
         if p not in inputs:
             inputs.clear()
-            x, _ = prep(read_rgb(p))
+            x = signals.read_sample(p, ex.model) if signals.is_array(p) else prep(read_rgb(p))[0]
             if not np.isfinite(x).all():
                 raise OnnxcamError(f"normalizing {p} with mean {prep.mean} and std {prep.std} gives NaN or infinite "
                                    "values; check --mean and --std")

@@ -4,6 +4,8 @@ graphs against the engine. Smooth (Tanh) nets keep float32 kinks out of the comp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -11,10 +13,14 @@ import torch
 import torch.nn.functional as F
 import zoo
 from captum.attr import IntegratedGradients
+from click.testing import CliRunner
 
 import onnxcam
+from onnxcam.cli import main
 from onnxcam.methods.smooth import noise
+from onnxcam.opencv import cv2
 
+PHOTO = Path(__file__).resolve().parents[1] / "models" / "samples" / "astronaut.jpg"
 TARGETS = [1, 2]
 SHAPES = {1: (2, 2, 48), 3: (2, 2, 6, 10, 8)}
 CAMS = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam")
@@ -123,3 +129,39 @@ def test_export_equals_engine(case, method):
     ref = onnxcam.Explainer(path).explain(x, method=method, target=TARGETS, **options)
     out = run(onnxcam.export(path, method, **options), x)
     assert np.abs(out["heatmap"] - ref.heatmap).max() <= 1e-5
+
+
+def test_explain_command_reads_npy_samples(case, tmp_path):
+    rank, _, path, x = case
+    np.save(tmp_path / "stack.npy", x)
+    np.save(tmp_path / "one.npy", x[0])
+    out = tmp_path / "out"
+    args = ["explain", path, str(tmp_path / "stack.npy"), str(tmp_path / "one.npy"), "-m", "gradcam", "-m", "saliency",
+            "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for stem, k in (("stack_0", 0), ("stack_1", 1), ("one", 0)):
+        ref = onnxcam.Explainer(path).explain(x[k : k + 1], method="gradcam")
+        np.testing.assert_allclose(np.load(out / f"{stem}_gradcam.npy"), ref.cam, atol=1e-6)
+        assert cv2.imread(str(out / f"{stem}_montage.png")) is not None
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "(3 already there)" in again.output
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda x: x[:, :, ::2], "has shape"),
+    (lambda x: x.astype(bool), "holds bool data"),
+])
+def test_explain_command_refuses_bad_npy_in_one_line(case, tmp_path, bad, message):
+    _, _, path, x = case
+    np.save(tmp_path / "bad.npy", bad(x))
+    result = CliRunner().invoke(main, ["explain", path, str(tmp_path / "bad.npy"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_signal_models_refuse_photos_and_image_tasks(case, tmp_path):
+    _, _, path, _ = case
+    photo = CliRunner().invoke(main, ["explain", path, str(PHOTO), "--out", str(tmp_path)])
+    assert photo.exit_code == 1 and "not photos" in photo.output
+    task = CliRunner().invoke(main, ["explain", path, "x.npy", "--task", "detect", "--out", str(tmp_path)])
+    assert task.exit_code == 2 and "needs an image model" in task.output

@@ -10,6 +10,7 @@ from . import register
 from .definition import Gradient, Single
 from .options import Options, score
 
+
 @dataclass(frozen=True)
 class CamOptions(Options):
     score: str = score()
@@ -44,7 +45,8 @@ def gradcam_pp(ops, s, ctx, o):
 def xgradcam(ops, s, ctx, o):
     """w_k = Σ_ij G^k A^k / (Σ_ab A^k + 1e-7)."""
     a = ctx.a
-    return {"map": weighted(ops, ops.sum(s["g"] * a / (ops.sum(a, ops.space, keepdims=True) + 1e-7), ops.space, keepdims=True), a)}
+    w = ops.sum(s["g"] * a / (ops.sum(a, ops.space, keepdims=True) + 1e-7), ops.space, keepdims=True)
+    return {"map": weighted(ops, w, a)}
 
 
 def layercam(ops, s, ctx, o):

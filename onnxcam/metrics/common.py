@@ -28,6 +28,8 @@ def images(ex, x) -> Images:
     if x.ndim >= 1 and x.shape[0] == 0:
         raise OnnxcamError("no images to evaluate: the input batch is empty")
     layout = ex.model.layout
+    if ex.model.rank != 2:
+        raise OnnxcamError(f"the metrics score image models (N, C, H, W); this one takes {layout} input")
     if layout == "NHWC" and x.ndim == 4 and _fits(ex, x.transpose(0, 2, 3, 1)) and not _fits(ex, x):
         x = x.transpose(0, 2, 3, 1)  # NCHW given to a channels-last model
     x = ex.check_input(x)
