@@ -356,9 +356,8 @@ def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path 
             raise OnnxcamError(f"image not found: {p}")
     ex = Explainer(model, layer=layer, device=device, input_size=(size, size) if size else None)
     prep = model_preprocessing(ex.model, mean, std, layout)
-    if ex.model.rank != 2 and not all(signals.is_array(p) for p in paths):
-        raise OnnxcamError(f"this model takes {ex.model.layout} input, not photos; give .npy files of preprocessed "
-                           "samples")
+    if ex.model.rank != 2:
+        raise OnnxcamError(f"the metrics score image models (N, C, H, W); this one takes {ex.model.layout} input")
     paths = signals.expand(paths, ex.model)  # a .npy stack: one item `name#k.npy` per sample (labels by that name)
     requested = {p: label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
     classes = ex.num_classes

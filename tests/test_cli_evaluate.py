@@ -182,3 +182,31 @@ def test_bad_input(tmp_path):
     one_line_error(cli("evaluate", MODEL, SAMPLES[0], "--labels", labels, "--metric", "gini", *out), 1, "out of range")
     assert not list(tmp_path.glob("e.json*"))
     assert re.search(r"evaluate", cli("evaluate", "--help").output)
+
+
+def test_npy_samples_with_labels_by_item_name(tmp_path):
+    """A stack of preprocessed samples (the digits CNN takes (N, 1, 8, 8)) is scored sample by sample; the deletion
+    curve starts at the softmax of the labelled class at the sample itself (a plain onnxruntime session)."""
+    model = ROOT / "tests" / "fixtures" / "structured" / "standard.onnx"
+    x = np.load(ROOT / "tests" / "fixtures" / "structured" / "digits_test.npy")[:3]
+    labels = np.load(ROOT / "tests" / "fixtures" / "structured" / "digits_test_labels.npy")[:3]
+    np.save(tmp_path / "digits.npy", x)
+    (tmp_path / "labels.csv").write_text("file,class_index\n" + "".join(f"digits#{k}.npy,{c}\n"
+                                                                       for k, c in enumerate(labels)))
+    out = tmp_path / "eval.json"
+    result = cli("evaluate", model, tmp_path / "digits.npy", "--labels", tmp_path / "labels.csv", "-m", "saliency",
+                 "--metric", "deletion", "--deletion-step", "8", "--json", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [Path(p).name for p in report["images"]] == ["digits#0.npy", "digits#1.npy", "digits#2.npy"]
+    logits = ort.InferenceSession(str(model)).run(None, {"input": x})[0]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p = p[np.arange(3), labels] / p.sum(1)
+    first = [r["curves"]["deletion"][0] for r in log_lines(out.with_suffix(".jsonl")) if r["method"] == "saliency"]
+    np.testing.assert_allclose(first, p, atol=1e-5)
+
+
+def test_signal_models_are_refused_in_one_line(tmp_path):
+    result = cli("evaluate", ROOT / "models" / "side_channel_cnn.onnx", ROOT / "models" / "samples" / "traces.npy",
+                 "-m", "saliency", "--json", tmp_path / "e.json")
+    assert result.exit_code == 1 and "image models" in result.output and len(result.output.strip().splitlines()) == 1
