@@ -31,7 +31,7 @@ from .methods.definition import Context, Gradient, Noise, Path, Row, Single
 from .methods.maps import cam_heatmap, normalize, pixel_map
 from .methods.options import Options
 from .model import Model, load_model, tensor_dims
-from .surgery import PROB, TARGET, score_tensor
+from .surgery import LOGITS, PROB, TARGET, score_tensor
 
 HEATMAP, CAM, ATTRIBUTION = "heatmap", "cam", "attribution"
 NOISE = "noise"  # the optional input of standard-normal draws (noise methods exported with noise_input=True)
@@ -83,6 +83,21 @@ def export(model, method: str, layer: str = "auto", noise_input: bool = False, o
         chosen = resolve_layer(m, layer) if definition.needs_layer else None
     proto = _Export(m, definition, chosen, opts, noise_input, target, runs_on == "cpu").build()
     _check_loads(proto, m)
+    return proto
+
+
+def engine_graph(m: Model, definition: Gradient, layer: Layer, opts: Options, cpu: bool) -> onnx.ModelProto | None:
+    """The export of a one-row CAM for the engine: class `target` in, heatmap and cam out (and the logits as the
+    runner reads them), so that a call is one ONNX Runtime run and only maps come back. None where export refuses."""
+    if not isinstance(definition.rows(opts), Single) or definition.exportable(opts):
+        return None
+    try:
+        _check_exportable(m)
+    except OnnxcamError:
+        return None
+    proto = _Export(m, definition, layer, opts, False, "class", cpu).build()
+    proto.graph.node.append(helper.make_node("Cast", [m.logits], [LOGITS], to=TensorProto.FLOAT, name=LOGITS))
+    proto.graph.output.append(helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, None))
     return proto
 
 
@@ -162,7 +177,8 @@ class _Export:
         proto = build_gradients(proto, [wrt], score, self.cpu)
         g = proto.graph
         self.b = Builder(proto)
-        self.ops = OnnxArrays(self.b, self.layer.rank if self.layer is not None else m.rank)
+        self.ops = OnnxArrays(self.b, self.layer.rank if self.layer is not None else m.rank,
+                              self.layer.grid if self.layer is not None else None)
 
         x = m.image_input
         self.n = self.b.op("Shape", x, end=1)  # (1,) the batch of the request
@@ -319,23 +335,30 @@ class _Export:
         rank = 3 + layer.rank if layer is not None else len(self.m.input_shape) + 1  # (S, N, K, *space) or (S, x)
         weights = np.asarray(getattr(self.plan, "weights", None) if isinstance(self.plan, Path) else
                              np.full(p, 1 / p), np.float32).reshape(-1, *[1] * (rank - 1))
+        one = self.steps == 1  # one slot: no slicing or summing over slots, only dropping their axis (no copies)
         if d.pairs:
             row = Row(g=g[1:p], w=weights[1:], a=a[1:p] if a is not None else None,
                       prev=Row(g=g[: p - 1], w=weights[:-1], a=a[: p - 1] if a is not None else None))
         else:
-            row = Row(g=g[:p], w=weights, a=a[:p] if a is not None else None)
-        sums = {name: ops.sum(t, 0) for name, t in d.contribution(ops, row, self.opts).items()}
+            row = Row(g=g if one else g[:p], w=weights, a=(a if one else a[:p]) if a is not None else None)
+        sums = {name: self._first(t) if one else ops.sum(t, 0)
+                for name, t in d.contribution(ops, row, self.opts).items()}
         ctx = Context(x=Symbol(ops, x), image_axes=tuple(range(2 - rank, 0)))
         if self.base is not None:
             ctx.baseline = ops.lift(self.base)
         if layer is not None:
-            ctx.a = ops.node("Gather", a.name, self.b.const(self.steps - 1, dtype=np.int64), axis=0)
+            ctx.a = self._first(a) if one else ops.node("Gather", a.name, self.b.const(self.steps - 1, dtype=np.int64),
+                                                        axis=0)
             ctx.channels = layer.shape[1] if layer.channels_first else layer.shape[-1]
             ctx.grid = layer.grid
         result = d.finish(ops, sums, ctx, self.opts)["map"]
         if layer is not None:
             return {HEATMAP: cam_heatmap(ops, result, self.m.image_size), CAM: result}
         return {HEATMAP: normalize(ops, pixel_map(ops, result, self.m.channel_axis, d.reduce)), ATTRIBUTION: result}
+
+    def _first(self, t) -> Symbol:
+        """The only slot of a one-slot (1, N, ...) tensor (or a weight-scaled one), as (N, ...)."""
+        return self.ops.node("Squeeze", self.ops.lift(t).name, self.b.ints([0]))
 
     def _output_info(self, name: str) -> onnx.ValueInfoProto:
         batch = _batch_dim(next(i for i in self.m.proto.graph.input if i.name == self.m.image_input))

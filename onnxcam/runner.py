@@ -72,15 +72,16 @@ class Session:
     """An ONNX Runtime session over one explainer graph; `static_batch` > 0 when the model's batch cannot vary."""
 
     def __init__(self, proto: onnx.ModelProto, device: str, inputs: str, threads: int = 0,
-                 weights: SharedWeights | None = None):
-        self.session = make_session(proto, device, threads, weights)
+                 weights: SharedWeights | None = None, spin: bool = False):
+        self.session = make_session(proto, device, threads, weights, spin)
         self.pad = device == "tensorrt"  # one batch shape: TensorRT builds an engine for every new one
         self.input = inputs
         image = next(i for i in self.session.get_inputs() if i.name == inputs)
         dim = image.shape[0]
         self.static_batch = dim if isinstance(dim, int) else 0
         inputs = {i.name: i for i in self.session.get_inputs()}
-        self.takes_target = TARGET in inputs
+        # an exported graph's target is an input with a default (−1: top-1), which ONNX Runtime lists apart
+        self.takes_target = TARGET in inputs or TARGET in {i.name for i in self.session.get_overridable_initializers()}
         self.seed_dtype = (np.float16 if inputs[GRAD_SEED].type == "tensor(float16)" else np.float32) \
             if GRAD_SEED in inputs else None
         self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32
@@ -129,7 +130,7 @@ class Runner:
         self.model: Model = load_model(model, input_size, output)
         self.device = device
         self.threads = threads
-        self._sessions: dict[tuple, Session] = {}
+        self._sessions: dict[tuple, Session | None] = {}
         self.on_cpu = providers_for(device)[0] == "CPUExecutionProvider"  # the gradient forms suit the provider
         self._weights: SharedWeights | None = None  # one copy for every session, made with the first
         self._lock = threading.Lock()
@@ -147,6 +148,19 @@ class Runner:
                 if self._weights is None:
                     self._weights = SharedWeights(self.model.proto)
                 self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._weights)
+            return self._sessions[key]
+
+    def graph_session(self, key: tuple, build) -> Session | None:
+        """The cached session of a graph that build() makes from the model (None when it makes none): graphs that
+        compute a method's maps whole; their threads spin between runs, as such a graph runs alone."""
+        key = ("graph", *key)
+        with self._lock:
+            if key not in self._sessions:
+                proto = build()
+                if proto is not None and self._weights is None:
+                    self._weights = SharedWeights(self.model.proto)
+                self._sessions[key] = None if proto is None else Session(
+                    proto, self.device, self.model.image_input, self.threads, self._weights, spin=True)
             return self._sessions[key]
 
     def check_input(self, x) -> np.ndarray:

@@ -147,12 +147,13 @@ def tensorrt_options() -> dict:
 
 
 def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: int = 0,
-                 weights: SharedWeights | None = None) -> ort.InferenceSession:
-    """No spinning: onnxcam alternates sessions (explainer, forward, metrics graphs), and a pool that busy-waits after
-    its run slowed the next session's run by ~4 % on 2 cores, while one session's back-to-back runs gained nothing."""
+                 weights: SharedWeights | None = None, spin: bool = False) -> ort.InferenceSession:
+    """No spinning by default: methods alternate sessions (explainer, forward, metrics graphs), and a pool that
+    busy-waits after its run slows the next session's run. `spin` is for a session that runs alone, call after call
+    (a one-row CAM): its threads then wake in time for the next image instead of sleeping."""
     options = ort.SessionOptions()
     options.log_severity_level = log_severity()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if threads:
         options.intra_op_num_threads = threads
     if weights is not None and not isinstance(model, bytes):

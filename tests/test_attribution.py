@@ -146,7 +146,7 @@ def test_ig_matches_captum(name, quadrature, zoo_ir8):
         assert err <= KINKED_MAX_REL
 
 
-def unoptimized_session(model, device: str = "auto", threads: int = 0, weights=None) -> ort.InferenceSession:
+def unoptimized_session(model, device: str = "auto", threads: int = 0, weights=None, spin: bool = False) -> ort.InferenceSession:
     """onnxcam's sessions without graph optimizations: the float32 program the kink oracle's ORT runs."""
     data = model if isinstance(model, bytes) else model.SerializeToString()
     return ort.InferenceSession(data, kink_session_options(), providers=["CPUExecutionProvider"])

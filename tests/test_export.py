@@ -122,7 +122,7 @@ def optimizations_disabled():
 
     from onnxcam import runner, runtime
 
-    def make(model, device="auto", threads=0, weights=None):
+    def make(model, device="auto", threads=0, weights=None, spin=False):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.log_severity_level = 3

@@ -94,16 +94,23 @@ class NumpyArrays(Axes):
         return np.moveaxis(t, -1, -layer.rank - 1)
 
 
-def _linear(t: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """Linear interpolation along one axis, half-pixel centers, clamped at the edges (ONNX Resize linear)."""
-    n = t.shape[axis]
-    if n == size:
-        return t
+def interpolation(n: int, size: int) -> np.ndarray:
+    """(size, n) matrix of linear interpolation from n to size samples: half-pixel centers, clamped at the edges
+    (ONNX Resize linear; OpenCV INTER_LINEAR when upscaling)."""
     pos = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, n - 1)
-    frac = (pos - lo).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(t.ndim)])
-    return np.take(t, lo, axis) * (1 - frac) + np.take(t, hi, axis) * frac
+    m = np.zeros((size, n))
+    np.add.at(m, (np.arange(size), lo), 1 - (pos - lo))
+    np.add.at(m, (np.arange(size), hi), pos - lo)
+    return m.astype(np.float32)
+
+
+def _linear(t: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Linear interpolation along one axis (see interpolation)."""
+    if t.shape[axis] == size:
+        return t
+    return np.moveaxis(np.tensordot(interpolation(t.shape[axis], size), t, axes=([1], [axis])), 0, axis)
 
 
 class Symbol:
@@ -162,8 +169,9 @@ class Symbol:
 class OnnxArrays(Axes):
     """The interface emitting ONNX nodes through the autodiff Builder (the exporter)."""
 
-    def __init__(self, builder, rank: int = 2):
-        self.b, self.rank = builder, rank
+    def __init__(self, builder, rank: int = 2, map_size: tuple[int, ...] | None = None):
+        """`map_size`: the spatial size of the maps `resize` gets, when known."""
+        self.b, self.rank, self.map_size = builder, rank, map_size
 
     def node(self, op: str, *inputs: str, **attrs) -> Symbol:
         return Symbol(self, self.b.op(op, *inputs, **attrs))
@@ -210,12 +218,32 @@ class OnnxArrays(Axes):
         return self.node("Clip", t.name, self.lift(low).name, self.lift(high).name)
 
     def resize(self, maps: Symbol, size: tuple[int, ...]) -> Symbol:
-        """Resize linear, half_pixel: OpenCV's INTER_LINEAR when upscaling."""
+        """(N, *map_size) → (N, *size), linear with half-pixel centers: a product with one interpolation matrix per
+        axis when map_size is known (cheaper than Resize and the same on every provider), else Resize."""
+        if self.map_size is not None:
+            return self._products(maps, size)
         four = self.node("Unsqueeze", maps.name, self.ints([1]))
         sizes = self.node("Concat", self.node("Shape", four.name, end=2).name, self.ints(list(size)), axis=0)
         resized = self.node("Resize", four.name, "", "", sizes.name, mode="linear",
                             coordinate_transformation_mode="half_pixel")
         return self.node("Squeeze", resized.name, self.ints([1]))
+
+    def _products(self, maps: Symbol, size: tuple[int, ...]) -> Symbol:
+        """Last axis: maps · Rᵀ; second-last: R · maps; third-last (volumes): R · maps viewed as (N, d, h·w)."""
+        out = maps
+        for k, (n, m) in enumerate(zip(self.map_size[::-1], size[::-1])):
+            if n == m:
+                continue
+            r = interpolation(n, m)
+            if k == 0:
+                out = self.node("MatMul", out.name, self.lift(r.T).name)
+            elif k == 1:
+                out = self.node("MatMul", self.lift(r).name, out.name)
+            else:
+                flat = self.node("Reshape", out.name, self.ints([0, n, -1]))
+                out = self.node("Reshape", self.node("MatMul", self.lift(r).name, flat.name).name,
+                                self.ints([0, m, *size[1:]]))
+        return out
 
     def grid(self, t: Symbol, layer) -> Symbol:
         """(S, N, K, *space) from a layer tensor (S, N, layer dims)."""

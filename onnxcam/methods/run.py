@@ -3,6 +3,8 @@ contributions in float64, reduce, and turn the map into a heatmap with a per-ima
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..autodiff import grad_name
@@ -84,6 +86,9 @@ class _Run:
 
     def explanation(self) -> Explanation:
         plan = self.d.rows(self.o)
+        whole = self.whole_map_session() if isinstance(plan, Single) else None
+        if whole is not None:
+            return self.whole_map(whole)
         if isinstance(plan, Single):
             logits, chosen, acts = self.single()
             base, y0 = None, np.full(len(self.x), np.nan)
@@ -109,6 +114,28 @@ class _Run:
         heatmap = np.where(per_image(flat, pixel), 0, normalize(self.ops, pixel)).astype(np.float32)
         return Explanation(method=self.d.name, heatmap=heatmap, logits=logits, target=chosen,
                            attribution=result.astype(np.float32), completeness_gap=gap, extras=extras, valid=~flat)
+
+    def whole_map_session(self):
+        """For a one-row CAM of class targets, the exporter's graph of the whole method: one run per chunk, from the
+        image to its heatmap, and only the maps come back (None where the model cannot be exported)."""
+        if self.layer is None or self.seeded:
+            return None
+        from ..export import engine_graph
+
+        key = (self.d.name, self.layer.name, json.dumps(self.o.asdict(), sort_keys=True))
+        return self.runner.graph_session(key, lambda: engine_graph(self.model, self.d, self.layer, self.o,
+                                                                   self.runner.on_cpu))
+
+    def whole_map(self, session) -> Explanation:
+        from ..export import CAM, HEATMAP
+
+        n = len(self.x)
+        chunks = list(session.stream(lambda r: self.x[r[0] : r[-1] + 1], n, self.targets, self.batch, [HEATMAP, CAM]))
+        self.rows["gradient"] = n
+        logits = np.concatenate([c.logits for c in chunks])
+        cam, heatmap = (np.concatenate([c.outputs[k] for c in chunks]) for k in (CAM, HEATMAP))
+        return cam_explanation(self.runner, self.x, self.d.name, self.layer, cam, logits,
+                               chosen_classes(logits, self.targets), heatmap=heatmap, extras={"rows": self.rows})
 
     def names(self, wrt: str) -> list[str]:
         return [self.layer.name, grad_name(wrt)] if self.layer is not None else [grad_name(wrt)]
@@ -202,11 +229,16 @@ def per_image(flags: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return flags.reshape(-1, *[1] * (maps.ndim - 1))
 
 
-def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logits, chosen, **extra) -> Explanation:
-    """A layer map with its heatmap at the input's size; a flat map's heatmap is zero and its image not valid."""
+def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logits, chosen,
+                    heatmap: np.ndarray | None = None, **extra) -> Explanation:
+    """A layer map with its heatmap at the input's size (made here unless given); a flat map's heatmap is zero and
+    its image not valid."""
     flat = flat_maps(cam)
-    ops = NumpyArrays(layer.rank)
-    heatmap = cam_heatmap(ops, np.where(per_image(flat, cam), 0, cam).astype(np.float32), image_size(runner.model, x))
+    if heatmap is None:
+        heatmap = cam_heatmap(NumpyArrays(layer.rank), np.where(per_image(flat, cam), 0, cam).astype(np.float32),
+                              image_size(runner.model, x))
+    elif flat.any():
+        heatmap = np.where(per_image(flat, heatmap), 0, heatmap)
     return Explanation(method=method, heatmap=heatmap.astype(np.float32), logits=logits, target=chosen,
                        layer=layer.name, cam=np.asarray(cam, np.float32), valid=~flat, **extra)
 
