@@ -31,7 +31,7 @@ from .methods.definition import Context, Gradient, Noise, Path, Row, Single
 from .methods.maps import cam_heatmap, normalize, pixel_map
 from .methods.options import Options
 from .model import Model, load_model, tensor_dims
-from .surgery import LOGITS, PROB, TARGET, score_tensor
+from .surgery import LOGITS, PROB, TARGET, rows_of_one_hot, score_tensor
 
 HEATMAP, CAM, ATTRIBUTION = "heatmap", "cam", "attribution"
 NOISE = "noise"  # the optional input of standard-normal draws (noise methods exported with noise_input=True)
@@ -95,7 +95,7 @@ def engine_graph(m: Model, definition: Gradient, layer: Layer, opts: Options, cp
         _check_exportable(m)
     except OnnxcamError:
         return None
-    proto = _Export(m, definition, layer, opts, False, "class", cpu).build()
+    proto = _Export(m, definition, layer, opts, False, "class", cpu).build(shapes=False)
     proto.graph.node.append(helper.make_node("Cast", [m.logits], [LOGITS], to=TensorProto.FLOAT, name=LOGITS))
     proto.graph.output.append(helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, None))
     return proto
@@ -157,7 +157,8 @@ class _Export:
             self.steps = self.path_rows + (0 if self.plan.alphas[-1] == 1 else 1)  # a path ending at x ends on the slot
         self.base = self._baseline() if isinstance(self.plan, Path) else None
 
-    def build(self) -> onnx.ModelProto:
+    def build(self, shapes: bool = True) -> onnx.ModelProto:
+        """The graph; `shapes`: with inferred value shapes, an aid to other runtimes that ONNX Runtime does not need."""
         m, s = self.m, self.steps
         proto = onnx.ModelProto()
         proto.CopyFrom(m.proto)
@@ -193,6 +194,8 @@ class _Export:
             self.b.nodes.append(helper.make_node("Identity", [t.name], [name], name=name))
         g.node.extend(self.b.nodes)
         g.initializer.extend(self.b.initializers)
+        if self.target == "class":
+            rows_of_one_hot(proto, self.class_rows)
         del g.output[:]
         g.output.extend(originals + [self._output_info(name) for name in outputs])
         for vi in list(g.input):
@@ -206,7 +209,7 @@ class _Export:
                                                                                     *m.input_shape[1:]]))
         _toposort(g)
         _prune(g)
-        proto = _finish(proto, m)
+        proto = _finish(proto, m, shapes)
         props = {"onnxcam.method": self.d.name, "onnxcam.layer": self.layer.name if self.layer else "",
                  "onnxcam.options": json.dumps(self.opts.asdict(), sort_keys=True)}
         for k, v in props.items():
@@ -304,6 +307,7 @@ class _Export:
         top1 = b.op("ArgMax", self._clean(logits), axis=-1, keepdims=0)
         chosen = b.op("Where", b.op("Less", target, b.const(0, dtype=np.int64)), top1, target)
         rows = b.op("Tile", chosen, b.ints([self.steps])) if self.steps > 1 else chosen
+        self.class_rows = rows
         classes = b.op("Shape", score, start=-1)
         b.nodes.append(helper.make_node("OneHot", [rows, classes, b.const([0, 1], dtype=dtype)], [GRAD_SEED],
                                         axis=-1, name=GRAD_SEED))
@@ -441,12 +445,14 @@ def _toposort(g: onnx.GraphProto) -> None:
     g.node.extend(ordered)
 
 
-def _finish(proto: onnx.ModelProto, m: Model) -> onnx.ModelProto:
+def _finish(proto: onnx.ModelProto, m: Model, shapes: bool = True) -> onnx.ModelProto:
     """Fresh shape inference, the model's opset and the lowest IR version that opset allows."""
     del proto.graph.value_info[:]
     del proto.opset_import[:]
     proto.opset_import.extend(m.proto.opset_import)
     proto.ir_version = helper.find_min_ir_version_for(proto.opset_import)
+    if not shapes:
+        return proto
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception:  # shapes are an aid to runtimes, not needed to run

@@ -82,6 +82,34 @@ def forward_graph(model: Model, expose: tuple[str, ...]) -> onnx.ModelProto:
     return proto
 
 
+def rows_of_one_hot(proto: onnx.ModelProto, classes: str) -> None:
+    """grad_seed = one_hot(classes) times a matrix is a row of it: when the gradient's first node is such a Gemm (the
+    classifier's, explained by its logit) it becomes a Gather, which reads one row of the weight per image instead of
+    all of it. grad_seed's own node goes when nothing else reads it."""
+    g = proto.graph
+    readers = [n for n in g.node if GRAD_SEED in n.input]
+    if len(readers) != 1 or readers[0].op_type != "Gemm" or list(readers[0].input[:1]) != [GRAD_SEED] or \
+            len(readers[0].input) > 2:
+        return
+    gemm = readers[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+        return
+    at = list(g.node).index(gemm)
+    if attrs.get("transB", 0):  # dY · Wᵀ: column c of W, as a row
+        columns = f"{gemm.output[0]}/columns"
+        nodes = [helper.make_node("Gather", [gemm.input[1], classes], [columns], axis=1, name=columns),
+                 helper.make_node("Transpose", [columns], [gemm.output[0]], perm=[1, 0], name=gemm.name)]
+    else:
+        nodes = [helper.make_node("Gather", [gemm.input[1], classes], [gemm.output[0]], axis=0, name=gemm.name)]
+    g.node.remove(gemm)
+    for k, node in enumerate(nodes):
+        g.node.insert(at + k, node)
+    seed = next(n for n in g.node if GRAD_SEED in n.output)
+    if not any(GRAD_SEED in n.input for n in g.node):
+        g.node.remove(seed)
+
+
 def _seed_from_target(proto: onnx.ModelProto, logits: str, out: str) -> None:
     """Replace the grad_seed input by one_hot(where(target < 0, argmax(logits), target), classes)."""
     seed_vi = next(i for i in proto.graph.input if i.name == GRAD_SEED)
@@ -104,3 +132,4 @@ def _seed_from_target(proto: onnx.ModelProto, logits: str, out: str) -> None:
     for k, node in enumerate(nodes):
         node.name = node.output[0]
         proto.graph.node.insert(first + k, node)
+    rows_of_one_hot(proto, "onnxcam_class")

@@ -60,13 +60,13 @@ def test_padded_chunks_give_the_unpadded_results(monkeypatch):
     """With TensorRT every run has the same batch (the last chunk padded); results are trimmed to the real rows."""
     ex = onnxcam.Explainer(small_cnn(), device="cpu")
     x = np.random.default_rng(2).standard_normal((5, 3, 32, 32)).astype(np.float32)
-    plain = ex.explain(x, method="gradcam", batch_size=2)
-    session = ex.session((ex.layer.name,), "logit", expose=(ex.layer.name,))
+    plain = ex.explain(x, method="saliency", batch_size=2)
+    session = ex.session((ex.model.image_input,), "logit")
     fed = []
     run = session.session.run
     monkeypatch.setattr(session.session, "run", lambda names, feeds: fed.append(len(feeds["input"])) or run(names, feeds))
     session.pad = True
-    padded = ex.explain(x, method="gradcam", batch_size=2)
+    padded = ex.explain(x, method="saliency", batch_size=2)
     assert fed == [2, 2, 2]
     np.testing.assert_allclose(padded.heatmap, plain.heatmap, atol=1e-6)
 

@@ -1,5 +1,6 @@
 """The engine's side of a gradient method: stream its rows through ONNX Runtime in chunks, sum each image's
-contributions in float64, reduce, and turn the map into a heatmap with a per-image validity flag."""
+contributions in float64, reduce, and turn the map into a heatmap with a per-image validity flag. A one-row CAM of
+class targets runs instead as the exporter's graph of the whole method, one ORT run from image to heatmap."""
 
 from __future__ import annotations
 
@@ -132,8 +133,12 @@ class _Run:
         n = len(self.x)
         chunks = list(session.stream(lambda r: self.x[r[0] : r[-1] + 1], n, self.targets, self.batch, [HEATMAP, CAM]))
         self.rows["gradient"] = n
-        logits = np.concatenate([c.logits for c in chunks])
-        cam, heatmap = (np.concatenate([c.outputs[k] for c in chunks]) for k in (CAM, HEATMAP))
+
+        def joined(parts: list[np.ndarray]) -> np.ndarray:
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        logits = joined([c.logits for c in chunks])
+        cam, heatmap = (joined([c.outputs[name] for c in chunks]) for name in (CAM, HEATMAP))
         return cam_explanation(self.runner, self.x, self.d.name, self.layer, cam, logits,
                                chosen_classes(logits, self.targets), heatmap=heatmap, extras={"rows": self.rows})
 
@@ -239,7 +244,7 @@ def cam_explanation(runner, x, method: str, layer: Layer, cam: np.ndarray, logit
                               image_size(runner.model, x))
     elif flat.any():
         heatmap = np.where(per_image(flat, heatmap), 0, heatmap)
-    return Explanation(method=method, heatmap=heatmap.astype(np.float32), logits=logits, target=chosen,
+    return Explanation(method=method, heatmap=np.asarray(heatmap, np.float32), logits=logits, target=chosen,
                        layer=layer.name, cam=np.asarray(cam, np.float32), valid=~flat, **extra)
 
 
