@@ -16,7 +16,7 @@ class Explainer(Runner):
     """Explains one model; sessions are built on first use and shared by threads."""
 
     def __init__(self, model, layer: str | list[str] = "auto", device: str = "auto",
-                 input_size: tuple[int, int] | None = None, threads: int = 0, output: str | None = None):
+                 input_size: tuple[int, ...] | None = None, threads: int = 0, output: str | None = None):
         """`layer`: a layer, several (their maps are averaged as pytorch-grad-cam's aggregate_multi_layers does) or
         "auto"; `output`: the tensor to explain, for models whose first output is not class scores."""
         super().__init__(model, device, input_size, threads, output)

@@ -79,13 +79,14 @@ def opset_version(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in KNOWN_DOMAINS), 0)
 
 
-def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: tuple[int, int] | None = None,
+def load_model(source: str | os.PathLike | onnx.ModelProto | Model, input_size: tuple[int, ...] | None = None,
                output: str | int | None = None) -> Model:
-    """Read, validate and normalize an image model; every error is a one-line ModelError.
+    """Read, validate and normalize a model of images, signals or volumes; every error is a one-line ModelError.
 
-    `input_size` (H, W) fixes a dynamic height and width, so that shapes, and with them layers, are known. `output`
-    names the tensor to explain (any shape: detections, segmentation maps); by default the first float output, which
-    must then be class scores (N, classes); an int picks a graph output by position."""
+    `input_size` (H, W) fixes a dynamic height and width (any rank: one size per spatial axis, or one for all), so
+    that shapes, and with them layers, are known. `output` names the tensor to explain (any shape: detections,
+    segmentation maps); by default the first float output, which must then be class scores (N, classes); an int
+    picks a graph output by position."""
     if isinstance(source, Model):
         return source if output is None else explained_output(source, output)
     proto, name = read_model(source, input_size)
@@ -115,7 +116,7 @@ def explained_output(model: Model, output: str | int) -> Model:
 
 
 def read_model(source: str | os.PathLike | onnx.ModelProto | Model,
-               input_size: tuple[int, int] | None = None) -> tuple[onnx.ModelProto, str]:
+               input_size: tuple[int, ...] | None = None) -> tuple[onnx.ModelProto, str]:
     """Any ONNX graph, validated and normalized, with a name for error messages."""
     if isinstance(source, Model):
         return source.proto, source.source
@@ -259,6 +260,8 @@ def _fix_input_size(proto: onnx.ModelProto, size: tuple[int, ...], name: str) ->
     image, _, layout = _find_image_input(proto, name)
     dims = next(i for i in proto.graph.input if i.name == image).type.tensor_type.shape.dim
     spatial = list(dims[2:] if channel_axis(layout) == 1 else dims[1:-1])
+    if len(size) != len(spatial) and len(set(size)) == 1:  # one side for every axis (--size S)
+        size = (size[0],) * len(spatial)
     if len(size) != len(spatial):
         raise ModelError(f"{name}: input size {tuple(size)} has {len(size)} dims; the model's input has "
                          f"{len(spatial)} spatial dims")

@@ -123,7 +123,7 @@ class Session:
 class Runner:
     """One model's sessions, built on first use, sharing one copy of the weights, and shared by threads."""
 
-    def __init__(self, model, device: str = "auto", input_size: tuple[int, int] | None = None, threads: int = 0,
+    def __init__(self, model, device: str = "auto", input_size: tuple[int, ...] | None = None, threads: int = 0,
                  output: str | None = None):
         """`threads`: ONNX Runtime's intra-op threads per session (0: one per core); workers sharing a machine set 1.
         `output`: the tensor to explain (default: the class scores)."""

@@ -165,3 +165,16 @@ def test_signal_models_refuse_photos_and_image_tasks(case, tmp_path):
     assert photo.exit_code == 1 and "not photos" in photo.output
     task = CliRunner().invoke(main, ["explain", path, "x.npy", "--task", "detect", "--out", str(tmp_path)])
     assert task.exit_code == 2 and "needs an image model" in task.output
+
+
+def test_a_dynamic_length_is_fixed_by_one_size(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "dynamic.onnx"
+    torch.onnx.export(net(1).eval(), torch.randn(2, 2, 48), str(path), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "N", 2: "L"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
+    with pytest.raises(onnxcam.OnnxcamError, match="spatial size is dynamic"):
+        onnxcam.Explainer(str(path)).explain(np.zeros((1, 2, 40), np.float32), method="gradcam")
+    ex = onnxcam.Explainer(str(path), input_size=(40, 40))  # what --size 40 passes
+    assert ex.model.image_size == (40,) and ex.layer.grid == (20,)
+    x = np.random.default_rng(0).standard_normal((1, 2, 40)).astype(np.float32)
+    assert ex.explain(x, method="gradcam").heatmap.shape == (1, 40)
