@@ -36,8 +36,6 @@ def _samples(a: np.ndarray, model, path: Path) -> tuple[np.ndarray, bool]:
     """The array as (N, *input dims) and whether the file held a batch; a single-channel model's channel axis may
     be left out."""
     dims = tuple(model.input_shape[1:])
-    fits = lambda shape, want: len(shape) == len(want) and all(not isinstance(w, int) or w == s  # noqa: E731
-                                                                  for s, w in zip(shape, want))
     if fits(a.shape, dims):
         return a[None], False
     if fits(a.shape[1:], dims):
@@ -52,6 +50,11 @@ def _samples(a: np.ndarray, model, path: Path) -> tuple[np.ndarray, bool]:
     want = ", ".join(str(d) for d in dims)
     raise OnnxcamError(f"{path} has shape {a.shape}; the model takes samples of shape ({want}), or a stack of them "
                        f"(N, {want}), preprocessed as the model expects")
+
+
+def fits(shape: tuple, want: tuple) -> bool:
+    """shape matches the dims `want` (symbolic dims match any size)."""
+    return len(shape) == len(want) and all(not isinstance(w, int) or w == s for s, w in zip(shape, want))
 
 
 def expand(paths: list[Path], model) -> list[Path]:
