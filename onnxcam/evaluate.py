@@ -346,6 +346,7 @@ def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path 
     from . import outputs, signals
     from .explainer import Explainer
     from .image import model_preprocessing, png_bytes, read_rgb, write_atomic
+    from .metrics.common import refuse_non_images
 
     methods = check_methods(methods)
     method_opts = {m: (method_options or {}).get(m, {}) for m in methods}
@@ -356,8 +357,7 @@ def run(model, images, methods: list[str], *, json_path: Path, labels_csv: Path 
             raise OnnxcamError(f"image not found: {p}")
     ex = Explainer(model, layer=layer, device=device, input_size=(size, size) if size else None)
     prep = model_preprocessing(ex.model, mean, std, layout)
-    if ex.model.rank != 2:
-        raise OnnxcamError(f"the metrics score image models (N, C, H, W); this one takes {ex.model.layout} input")
+    refuse_non_images(ex.model)  # before any pair runs
     paths = signals.expand(paths, ex.model)  # a .npy stack: one item `name#k.npy` per sample (labels by that name)
     requested = {p: label_of(labels, p, labels_csv) if labels is not None else None for p in paths}
     classes = ex.num_classes

@@ -96,6 +96,9 @@ def engine_graph(m: Model, definition: Gradient, layer: Layer, opts: Options, cp
     except OnnxcamError:
         return None
     proto = _Export(m, definition, layer, opts, False, "class", cpu).build(shapes=False)
+    defaults = [t for t in proto.graph.initializer if t.name == TARGET]  # the engine always feeds the target
+    for t in defaults:
+        proto.graph.initializer.remove(t)
     proto.graph.node.append(helper.make_node("Cast", [m.logits], [LOGITS], to=TensorProto.FLOAT, name=LOGITS))
     proto.graph.output.append(helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, None))
     return proto

@@ -80,8 +80,7 @@ class Session:
         dim = image.shape[0]
         self.static_batch = dim if isinstance(dim, int) else 0
         inputs = {i.name: i for i in self.session.get_inputs()}
-        # an exported graph's target is an input with a default (−1: top-1), which ONNX Runtime lists apart
-        self.takes_target = TARGET in inputs or TARGET in {i.name for i in self.session.get_overridable_initializers()}
+        self.takes_target = TARGET in inputs
         self.seed_dtype = (np.float16 if inputs[GRAD_SEED].type == "tensor(float16)" else np.float32) \
             if GRAD_SEED in inputs else None
         self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32

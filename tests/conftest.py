@@ -39,3 +39,12 @@ def model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "small.onnx"
     onnx.save(small_cnn(), path)
     return path
+
+
+@pytest.fixture
+def per_row_engine(monkeypatch):
+    """One-row CAMs computed by the engine's per-row path (numpy reductions) instead of the exporter's whole-method
+    graph they otherwise run as: tests comparing an export with the Explainer then compare two computations."""
+    from onnxcam.methods import run
+
+    monkeypatch.setattr(run._Run, "whole_map_session", lambda self: None)

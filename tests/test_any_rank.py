@@ -123,7 +123,7 @@ def test_smoothgrad_equals_torch_on_the_same_draws(case):
 
 
 @pytest.mark.parametrize("method", ["gradcam", "rsi-gradcam", "ig"])
-def test_export_equals_engine(case, method):
+def test_export_equals_engine(case, method, per_row_engine):
     _, _, path, x = case
     options = {"steps": 4} if method != "gradcam" else {}
     ref = onnxcam.Explainer(path).explain(x, method=method, target=TARGETS, **options)

@@ -138,7 +138,8 @@ def optimizations_disabled():
 
 
 class Suite:
-    """One model: every case exported and run once in the bare subprocess; references from Explainer."""
+    """One model: every case exported and run once in the bare subprocess; references from Explainer (the tests
+    take them through the per-row engine: see conftest.per_row_engine)."""
 
     def __init__(self, model: Path, x: np.ndarray, cases: dict, folder: Path, levels=LEVELS, brief=()):
         self.model, self.x, self.folder = model, x, folder
@@ -227,12 +228,12 @@ ERRORS: dict = {}
 
 
 @pytest.mark.parametrize("key", [*CASES, *VARIANTS])
-def test_demo_export_matches_explainer(demo, key):
+def test_demo_export_matches_explainer(demo, key, per_row_engine):
     _check_matches(demo, key, ERRORS)
 
 
 @pytest.mark.parametrize("key", [*CASES, "rsi-gradcam@layer3", "gradcam@layer3"])
-def test_resnet18_export_matches_explainer(resnet, key):
+def test_resnet18_export_matches_explainer(resnet, key, per_row_engine):
     _check_matches(resnet, key, ERRORS)
 
 
@@ -421,7 +422,7 @@ def test_api_rejects_options_that_do_not_export():
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
-def test_float16_layer_exports_a_model_that_loads_and_matches_the_explainer(method):
+def test_float16_layer_exports_a_model_that_loads_and_matches_the_explainer(method, per_row_engine):
     # fuzz finding: the CAM math ran in the layer's float16 against float32 constants and a float32 `cam` output,
     # and ONNX Runtime refused the exported model (type error at cam); the layer is now read in float32
     import onnxruntime as ort

@@ -134,7 +134,7 @@ def gradient_times_activation(ops, s, ctx, o):
     return {"map": ops.relu(ops.sum(s["g"] * ctx.a, ops.channel))}
 
 
-def test_a_method_defined_once_runs_in_engine_and_export(net):
+def test_a_method_defined_once_runs_in_engine_and_export(net, per_row_engine):
     model, proto, x, layer = net
     toy = Gradient("toy-gxa", CamOptions, "layer", single, lambda ops, row, o: {"g": row.g}, gradient_times_activation)
     methods.register(toy)

@@ -56,16 +56,19 @@ def net():
 
 def steepest(g, norm: str):
     """The ascent direction of unit `norm` that maximizes ⟨g, d⟩: sign(g), g/‖g‖₂, or g_G/‖g_G‖₂ per patch."""
-    import torch
-
     if norm == "linf":
         return g.sign()
     if norm == "l2":
         return g / g.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
-    n, c, h, w = g.shape
-    blocks = g.reshape(n, c, h // PATCH, PATCH, w // PATCH, PATCH)
-    norms = blocks.pow(2).sum((3, 5), keepdim=True).sqrt().clamp(min=1e-12)
-    return torch.reshape(blocks / norms, g.shape)
+    blocks, norms = patches(g)
+    return (blocks / norms).reshape(g.shape)
+
+
+def patches(t):
+    """t (N, C, H, W) as PATCH×PATCH blocks (N, C, H/P, P, W/P, P) and each block's ℓ2 norm (kept dims)."""
+    n, c, h, w = t.shape
+    blocks = t.reshape(n, c, h // PATCH, PATCH, w // PATCH, PATCH)
+    return blocks, blocks.pow(2).sum((3, 5), keepdim=True).sqrt().clamp(min=1e-12)
 
 
 def project(d, norm: str, eps: float):
@@ -75,9 +78,7 @@ def project(d, norm: str, eps: float):
     if norm == "l2":
         scale = (eps / d.flatten(1).norm(dim=1).clamp(min=1e-12)).clamp(max=1).view(-1, 1, 1, 1)
         return d * scale
-    n, c, h, w = d.shape
-    blocks = d.reshape(n, c, h // PATCH, PATCH, w // PATCH, PATCH)
-    norms = blocks.pow(2).sum((3, 5), keepdim=True).sqrt().clamp(min=1e-12)
+    blocks, norms = patches(d)
     return (blocks * (eps / norms).clamp(max=1)).reshape(d.shape)
 
 

@@ -22,14 +22,19 @@ class Images:
         return rows if self.layout == "NCHW" else np.ascontiguousarray(rows.transpose(0, 2, 3, 1))
 
 
+def refuse_non_images(model) -> None:
+    """The metrics perturb pixels of (N, C, H, W) images; signal and volume models get a one-line error."""
+    if model.rank != 2:
+        raise OnnxcamError(f"the metrics score image models (N, C, H, W); this one takes {model.layout} input")
+
+
 def images(ex, x) -> Images:
     """x in the model's layout (or NCHW for a channels-last model), checked like Explainer.explain checks it."""
     x = np.asarray(x)
     if x.ndim >= 1 and x.shape[0] == 0:
         raise OnnxcamError("no images to evaluate: the input batch is empty")
     layout = ex.model.layout
-    if ex.model.rank != 2:
-        raise OnnxcamError(f"the metrics score image models (N, C, H, W); this one takes {layout} input")
+    refuse_non_images(ex.model)
     if layout == "NHWC" and x.ndim == 4 and _fits(ex, x.transpose(0, 2, 3, 1)) and not _fits(ex, x):
         x = x.transpose(0, 2, 3, 1)  # NCHW given to a channels-last model
     x = ex.check_input(x)
