@@ -150,6 +150,20 @@ def test_python_api_refuses_nan_inputs_and_bad_steps(model):
         ex.explain(np.zeros((1, 3, 32, 32), np.float32), target=10)
 
 
+def test_the_input_check_finds_any_non_finite_value_and_only_those():
+    from onnxcam.runner import all_finite
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 9)).astype(np.float32)
+    assert all_finite(x)
+    for values in ([np.nan], [np.inf], [-np.inf], [np.inf, -np.inf]):
+        for at in [(0, 0, 0, 0), (1, 2, 7, 8), (1, 0, 3, 4)]:
+            y = x.copy()
+            for k, v in enumerate(values):
+                y[(k, *at[1:])] = v
+            assert not all_finite(y), (values, at)
+    assert all_finite(np.full((2, 3, 8, 9), 3e38, np.float32))  # the sum overflows; every value is finite
+
+
 def test_wrong_channel_count_names_the_shapes(model):
     with pytest.raises(onnxcam.OnnxcamError, match=r"input has shape \(1, 1, 32, 32\).*N, 3, 32, 32"):
         onnxcam.Explainer(model).explain(np.zeros((1, 1, 32, 32), np.float32))

@@ -71,6 +71,10 @@ class NumpyArrays(Axes):
     def clip(t, low: float, high: float):
         return np.clip(t, low, high)
 
+    def channel_dot(self, w, a):
+        """Σ_k w_k A^k: per-image grids a (N, K, *space) weighted by channel weights w (N, K, 1…)."""
+        return (w * a).sum(axis=self.channel)
+
     @staticmethod
     def resize(maps, size: tuple[int, ...]):
         """(N, *space) → (N, *size), (bi/tri)linear with half-pixel centers (OpenCV INTER_LINEAR, ONNX Resize)."""
@@ -216,6 +220,13 @@ class OnnxArrays(Axes):
 
     def clip(self, t: Symbol, low: float, high: float) -> Symbol:
         return self.node("Clip", t.name, self.lift(low).name, self.lift(high).name)
+
+    def channel_dot(self, w, a: Symbol) -> Symbol:
+        """As a batched matrix product (N, 1, K)·(N, K, positions): ONNX Runtime's broadcast Mul and ReduceSum over
+        the channel axis take several times as long."""
+        row = self.node("Reshape", self.lift(w).name, self.ints([0, 1, -1]))
+        flat = self.node("Reshape", a.name, self.ints([0, 0, -1]))
+        return self.node("Reshape", self.node("MatMul", row.name, flat.name).name, self.ints([0, *self.map_size]))
 
     def resize(self, maps: Symbol, size: tuple[int, ...]) -> Symbol:
         """(N, *map_size) → (N, *size), linear with half-pixel centers: a product with one interpolation matrix per

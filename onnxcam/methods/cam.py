@@ -26,7 +26,7 @@ def gradient(ops, row, o):
 
 def weighted(ops, w, a):
     """ReLU(Σ_k w_k A^k)."""
-    return ops.relu(ops.sum(w * a, ops.channel))
+    return ops.relu(ops.channel_dot(w, a))
 
 
 def gradcam(ops, s, ctx, o):

@@ -33,6 +33,7 @@ def flat_maps(maps: np.ndarray) -> np.ndarray:
     """Per image: True where the map is not finite or flat within float32 round-off of its own scale (no signal)."""
     flat = maps.reshape(len(maps), -1).astype(np.float64)
     finite = np.isfinite(flat).all(axis=1)
-    scale = np.abs(np.where(np.isfinite(flat), flat, 0)).max(axis=1)
-    spread = np.ptp(np.where(np.isfinite(flat), flat, 0), axis=1)
-    return ~finite | (spread <= FLAT * scale)
+    if not finite.all():
+        flat = np.where(np.isfinite(flat), flat, 0)
+    high, low = flat.max(axis=1), flat.min(axis=1)
+    return ~finite | (high - low <= FLAT * np.maximum(high, -low))

@@ -41,7 +41,7 @@ def rsi_step(ops, row, o: RsiOptions):
 def rsi_finish(ops, s, ctx, o: RsiOptions):
     """w_k = mean_ij R^k; L = ReLU(mean_k w_k A^k(x))."""
     r = s["r_relu"] if o.grad_relu else s["r"]
-    cam = ops.relu(ops.sum(ops.mean(r, ops.space, keepdims=True) * ctx.a, ops.channel) / float(ctx.channels))
+    cam = ops.relu(ops.channel_dot(ops.mean(r, ops.space, keepdims=True), ctx.a) / float(ctx.channels))
     return {"map": cam, "total": ops.sum(s["r"], (ops.channel, *ops.space)), "R": r}
 
 

@@ -4,8 +4,6 @@ class targets runs instead as the exporter's graph of the whole method, one ORT 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..autodiff import grad_name
@@ -123,7 +121,7 @@ class _Run:
             return None
         from ..export import engine_graph
 
-        key = (self.d.name, self.layer.name, json.dumps(self.o.asdict(), sort_keys=True))
+        key = (self.d.name, self.layer.name, repr(self.o))
         return self.runner.graph_session(key, lambda: engine_graph(self.model, self.d, self.layer, self.o,
                                                                    self.runner.on_cpu))
 
