@@ -129,7 +129,7 @@ class Runner:
         self.model: Model = load_model(model, input_size, output)
         self.device = device
         self.threads = threads
-        self._sessions: dict[tuple, Session | None] = {}
+        self._sessions: dict = {}  # graph variant → Session (None: no graph); "forward" → (exposed, Session)
         self.on_cpu = providers_for(device)[0] == "CPUExecutionProvider"  # the gradient forms suit the provider
         self._weights: SharedWeights | None = None  # one copy for every session, made with the first
         self._lock = threading.Lock()
@@ -138,16 +138,28 @@ class Runner:
                 seeded: bool = False) -> Session:
         """The cached session for ∂score/∂wrt (forward only when wrt is empty); `tail` cuts the network at that layer
         (activation-space paths); `seeded` graphs take the seed weights as an input instead of a class."""
+        if not wrt and tail is None:
+            return self._forward(expose)
         key = (wrt, score, expose, tail, seeded)
         with self._lock:
             if key not in self._sessions:
                 model = self.model if tail is None else _tail_model(self.model, tail)
                 proto = (explainer_graph(model, list(wrt), score, expose, seeded, cpu=self.on_cpu) if wrt
                          else forward_graph(model, expose))
-                if self._weights is None:
-                    self._weights = SharedWeights(self.model.proto)
-                self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._weights)
+                self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._shared())
             return self._sessions[key]
+
+    def _forward(self, expose: tuple[str, ...]) -> Session:
+        """One forward session for every method (each would hold its own optimized weights), exposing every tensor
+        asked of it so far: a request for another tensor replaces it by one that exposes the union."""
+        with self._lock:
+            exposed, session = self._sessions.get("forward") or ((), None)
+            if session is None or not set(expose) <= set(exposed):
+                exposed = tuple(dict.fromkeys([*exposed, *expose]))
+                session = Session(forward_graph(self.model, exposed), self.device, self.model.image_input, self.threads,
+                                  self._shared())
+                self._sessions["forward"] = (exposed, session)
+            return session
 
     def graph_session(self, key: tuple, build) -> Session | None:
         """The cached session of a graph that build() makes from the model (None when it makes none): graphs that
@@ -156,11 +168,15 @@ class Runner:
         with self._lock:
             if key not in self._sessions:
                 proto = build()
-                if proto is not None and self._weights is None:
-                    self._weights = SharedWeights(self.model.proto)
                 self._sessions[key] = None if proto is None else Session(
-                    proto, self.device, self.model.image_input, self.threads, self._weights, spin=True)
+                    proto, self.device, self.model.image_input, self.threads, self._shared(), spin=True)
             return self._sessions[key]
+
+    def _shared(self) -> SharedWeights:
+        """The weights' one copy, made with the first session (under the lock)."""
+        if self._weights is None:
+            self._weights = SharedWeights(self.model.proto)
+        return self._weights
 
     def check_input(self, x) -> np.ndarray:
         x = np.asarray(x)

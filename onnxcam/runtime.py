@@ -97,8 +97,9 @@ def log_severity() -> int:
 
 
 class SharedWeights:
-    """One copy of a model's weights for all the sessions built from its graphs (explainer variants, forward graphs):
-    each session reads them as in-memory external initializers, and allocates from ONNX Runtime's shared CPU arena."""
+    """The model's weights handed to every session built from its graphs as in-memory external initializers, so that
+    no session keeps a serialized copy of the model (the Python InferenceSession holds on to the bytes it was given);
+    each allocates from ONNX Runtime's shared CPU arena. ONNX Runtime still makes its own optimized copy per session."""
 
     SHARED_ELEMENTS = 1024  # smaller initializers (shapes, axes, scalars) stay in the graph, where ORT folds them
     TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.INT8, TensorProto.UINT8,

@@ -100,6 +100,7 @@ class Case:
     name: str
     run: Callable[[], object]
     warmup: Callable[[], object] | None = None
+    settle: Callable[[], object] | None = None  # untimed before each timed run (see section_batch1)
     scale: float = 1.0  # multiply measured times (e.g. loop timed on fewer images)
     keep: bool = False  # keep what the last timed run returned (Captum's result holds its autograd graph: don't)
     times: list[float] = field(default_factory=list)
@@ -182,6 +183,8 @@ def measure(cases: list[Case], repeats: int) -> None:
     for r in range(repeats):
         for c in cases:
             wait_quiet()
+            if c.settle is not None:
+                c.settle()
             o = OrtTimer.total
             cpu = cpu_counters()
             t = time.perf_counter()
@@ -417,9 +420,19 @@ def section_batch1(args, path: Path, out: list[str]) -> None:
 
 
 def _calls(label: str, plain, ex, x: np.ndarray, calls: int) -> list[Case]:
+    """Each timed run follows a few untimed calls: the cases alternate, and the previous case's threads spin for
+    ~30 ms after its last run (both sessions spin, as a plain inference loop does), which would slow the first calls
+    of the next case's run; neither loop alone, as a user runs it, meets that."""
     name = plain.get_inputs()[0].name
-    return [Case(f"{label}: plain ORT inference", lambda: [plain.run(None, {name: x}) for _ in range(calls)]),
-            Case(f"{label}: onnxcam Grad-CAM", lambda: [ex.explain(x, method="gradcam") for _ in range(calls)])]
+
+    def inference():
+        return plain.run(None, {name: x})
+
+    def gradcam():
+        return ex.explain(x, method="gradcam")
+
+    return [Case(f"{label}: {what}", lambda f=f: [f() for _ in range(calls)], settle=lambda f=f: [f() for _ in range(10)])
+            for what, f in (("plain ORT inference", inference), ("onnxcam Grad-CAM", gradcam))]
 
 
 def section_rsi(args, path: Path, out: list[str]) -> None:
