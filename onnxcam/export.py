@@ -178,7 +178,8 @@ class _Export:
                                   score_output=renames.get(m.score_output, m.score_output))
         score = score_tensor(net, proto, self.opts.score)
         wrt = self.layer.name if self.layer is not None else net.image_input
-        proto = build_gradients(proto, [wrt], score, self.cpu)
+        self.uniform: dict[str, str] = {}
+        proto = build_gradients(proto, [wrt], score, self.cpu, self.uniform)
         g = proto.graph
         self.b = Builder(proto)
         self.ops = OnnxArrays(self.b, self.layer.rank if self.layer is not None else m.rank,
@@ -327,12 +328,14 @@ class _Export:
     def _slots(self, t: str, grid: bool) -> Symbol:
         """A (S·N, ...) tensor as float32 (S, N, ...), layer tensors as grids (S, N, K, h, w)."""
         b = self.b
-        elem = next((v.type.tensor_type.elem_type for v in [*self.m.proto.graph.value_info, *self.m.proto.graph.output]
-                     if self.layer is not None and v.name == self.layer.name), TensorProto.FLOAT)
-        t = self.ops.cast_float(t, elem if grid else TensorProto.FLOAT)
+        t = self.ops.cast_float(t, self._layer_type() if grid else TensorProto.FLOAT)
         stacked = self.ops.node("Reshape", t.name, b.op("Concat", b.ints([self.steps, -1]),
                                                         b.op("Shape", t.name, start=1), axis=0))
         return self.ops.grid(stacked, self.layer) if grid else stacked
+
+    def _layer_type(self) -> int:
+        return next((v.type.tensor_type.elem_type for v in [*self.m.proto.graph.value_info, *self.m.proto.graph.output]
+                     if self.layer is not None and v.name == self.layer.name), TensorProto.FLOAT)
 
     def _method(self, x: str, grads: str) -> dict[str, Symbol]:
         """The definition's contributions over the path slots, their sums, its reduction and the heatmap."""
@@ -348,8 +351,12 @@ class _Export:
                       prev=Row(g=g[: p - 1], w=weights[:-1], a=a[: p - 1] if a is not None else None))
         else:
             row = Row(g=g if one else g[:p], w=weights, a=(a if one else a[:p]) if a is not None else None)
-        sums = {name: self._first(t) if one else ops.sum(t, 0)
-                for name, t in d.contribution(ops, row, self.opts).items()}
+        contributions = d.contribution(ops, row, self.opts)
+        sums = {name: self._first(t) if one else ops.sum(t, 0) for name, t in contributions.items()}
+        small = self.uniform.get(layer.name) if one and layer is not None and layer.channels_first else None
+        for name, t in contributions.items():
+            if small is not None and t is row.g:  # G itself, the same at every position: its value per channel
+                sums[name].uniform = ops.cast_float(small, self._layer_type())
         ctx = Context(x=Symbol(ops, x), image_axes=tuple(range(2 - rank, 0)))
         if self.base is not None:
             ctx.baseline = ops.lift(self.base)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from fuzz import small_cnn
@@ -107,3 +108,23 @@ def test_clip_mask_in_the_blocked_layout_is_exact_at_and_next_to_the_bounds(lo, 
         grads.append(session.run([grad_name("c")], {"x": x, "grad_seed": np.ones_like(x)})[0])
     np.testing.assert_array_equal(grads[0], grads[1])
     np.testing.assert_array_equal(grads[1], ((x > lo) & (x < hi)).astype(np.float32))
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+def test_a_pooled_layers_gradient_reports_its_value_per_channel(cpu):
+    """A layer read only by GlobalAveragePool has the same gradient at every position; build_gradients names the
+    tensor of that value, which the exporter uses for spatial means (Grad-CAM's weights)."""
+    from onnxcam.autodiff.builder import build_gradients
+
+    m = onnxcam.load_model(small_cnn())
+    layer = onnxcam.Explainer(m).layer.name
+    uniform: dict[str, str] = {}
+    proto = build_gradients(m.proto, [layer], m.logits, cpu, uniform)
+    assert set(uniform) == {layer}
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(uniform[layer], onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).standard_normal((2, *m.input_shape[1:])).astype(np.float32)
+    seed = np.random.default_rng(3).standard_normal((2, 10)).astype(np.float32)
+    g, value = session.run([grad_name(layer), uniform[layer]], {m.image_input: x, "grad_seed": seed})
+    assert value.shape == (*g.shape[:2], 1, 1)
+    np.testing.assert_allclose(np.broadcast_to(value, g.shape), g, rtol=1e-6, atol=0)

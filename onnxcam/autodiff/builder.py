@@ -95,6 +95,7 @@ class Builder:
         self._count = 0
         self._wide: dict[str, str] = {}
         self._taken = names_in(proto)  # fresh names skip the model's own
+        self.uniform: dict[str, str] = {}  # gradients equal at every spatial position → their (N, C, 1, …) value
 
     # facts ------------------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[Dim, ...] | None:
@@ -235,9 +236,12 @@ def gradient_model(model, wrt: list[str] | str, output: str | None = None, cpu: 
                            cpu)
 
 
-def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str, cpu: bool = True) -> onnx.ModelProto:
+def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str, cpu: bool = True,
+                    uniform: dict[str, str] | None = None) -> onnx.ModelProto:
     """gradient_model for a graph already normalized by onnxcam.model (shapes inferred, constants folded); `cpu`:
-    the rules' CPU-layout forms, else plain ops for GPU providers."""
+    the rules' CPU-layout forms, else plain ops for GPU providers. `uniform`, when given, receives the wrt tensors
+    whose gradient is the same at every spatial position (a GlobalAveragePool reads them) with the tensor holding
+    that (N, C, 1, …) value, kept in the graph: a spatial mean of their gradient needs no reduction."""
     b = Builder(proto, cpu)
     for name in [*wrt, output]:
         if name not in b.types:
@@ -247,7 +251,9 @@ def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str, cpu: bo
     for name in wrt:
         if b.types[name] in LOW_PRECISION:
             grads[name] = b.op("Cast", grads[name], to=b.types[name])
-    nodes = _live_nodes(b.nodes, set(grads.values()))
+    if uniform is not None:
+        uniform.update({name: b.uniform[grads[name]] for name in wrt if grads[name] in b.uniform})
+    nodes = _live_nodes(b.nodes, {*grads.values(), *(uniform or {}).values()})
     used, made = {i for n in nodes for i in n.input}, {o for n in nodes for o in n.output}
     out = onnx.ModelProto()
     out.CopyFrom(proto)

@@ -124,6 +124,7 @@ class Symbol:
 
     def __init__(self, arrays: OnnxArrays, name: str):
         self.arrays, self.name = arrays, name
+        self.uniform: Symbol | None = None  # for a tensor equal at every spatial position: its (…, K, 1…) value
 
     def _bin(self, op: str, other, swap: bool = False) -> Symbol:
         a, b = self.name, self.arrays.lift(other).name
@@ -210,6 +211,8 @@ class OnnxArrays(Axes):
         return self._reduce("ReduceSum", t, axis, keepdims)
 
     def mean(self, t, axis, keepdims: bool = False):
+        if t.uniform is not None and keepdims and tuple(np.atleast_1d(axis)) == self.space:
+            return t.uniform
         return self._reduce("ReduceMean", t, axis, keepdims)
 
     def max(self, t, axis, keepdims: bool = False):

@@ -54,9 +54,14 @@ def global_average_pool(b, n, dy):
     if b.blocked(x) and all(isinstance(d, int) for d in spatial) and 0 < spatial[0] * spatial[1] <= SMALL_GRID:
         channels, (h, w) = b.shape(x)[1], spatial
         kernel = b.const(np.full((channels, 1, h, w), 1 / (h * w)), like=x)
-        return [b.op("Conv", dy[0], kernel, group=channels, kernel_shape=[h, w], pads=[h - 1, w - 1, h - 1, w - 1])]
+        dx = b.op("Conv", dy[0], kernel, group=channels, kernel_shape=[h, w], pads=[h - 1, w - 1, h - 1, w - 1])
+        b.uniform[dx] = b.op("Mul", dy[0], b.const(1 / (h * w), like=x))
+        return [dx]
     count = b.op("Cast", b.op("Div", b.op("Size", x), b.op("Size", n.outputs[0])), to=b.types[x])
-    return [b.op("Expand", b.op("Div", dy[0], count), b.shape_of(x))]
+    each = b.op("Div", dy[0], count)
+    dx = b.op("Expand", each, b.shape_of(x))
+    b.uniform[dx] = each
+    return [dx]
 
 
 @rule("AveragePool")
