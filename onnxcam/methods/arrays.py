@@ -18,6 +18,12 @@ class Axes:
 
     rank = 2
 
+    def resize_normalized(self, maps, size: tuple[int, ...]):
+        """normalize(resize(maps))."""
+        from .maps import normalize
+
+        return normalize(self, self.resize(maps, size))
+
     @property
     def space(self) -> tuple[int, ...]:
         return tuple(range(-self.rank, 0))
@@ -108,6 +114,19 @@ def interpolation(n: int, size: int) -> np.ndarray:
     np.add.at(m, (np.arange(size), lo), 1 - (pos - lo))
     np.add.at(m, (np.arange(size), hi), pos - lo)
     return m.astype(np.float32)
+
+
+def extreme_rows(r: np.ndarray) -> np.ndarray:
+    """The rows of an interpolation matrix where any linear function of the samples has its min and max over the
+    output: outputs between samples k and k + 1 lie on one segment, whose extremes are its outputs nearest to either
+    end (the least and the most weight on k + 1)."""
+    first = (r != 0).argmax(1)
+    right = np.where(first + 1 < r.shape[1], r[np.arange(len(r)), np.minimum(first + 1, r.shape[1] - 1)], 0)
+    keep = set()
+    for k in np.unique(first):
+        on = np.flatnonzero(first == k)
+        keep.update((on[right[on].argmin()], on[right[on].argmax()]))
+    return np.array(sorted(keep))
 
 
 def _linear(t: np.ndarray, axis: int, size: int) -> np.ndarray:
@@ -242,21 +261,36 @@ class OnnxArrays(Axes):
                             coordinate_transformation_mode="half_pixel")
         return self.node("Squeeze", resized.name, self.ints([1]))
 
-    def _products(self, maps: Symbol, size: tuple[int, ...]) -> Symbol:
-        """Last axis: maps · Rᵀ; second-last: R · maps; third-last (volumes): R · maps viewed as (N, d, h·w)."""
-        out = maps
-        for k, (n, m) in enumerate(zip(self.map_size[::-1], size[::-1])):
+    def resize_normalized(self, maps: Symbol, size: tuple[int, ...]) -> Symbol:
+        """normalize(resize(maps)) with no pass over the resized maps but the resize itself (and a clip of its
+        round-off): the interpolation's rows sum to one, so shifting and scaling commute with it, and its min and
+        max over the output are those over the few outputs of extreme_rows, a small product of the maps."""
+        from .maps import normalize
+
+        if self.map_size is None:
+            return super().resize_normalized(maps, size)
+        small = normalize(self, maps, over=self._products(maps, size, extreme_rows))
+        return self.clip(self._products(small, size), 0.0, 1.0)
+
+    def _products(self, maps: Symbol, size: tuple[int, ...], rows=None) -> Symbol:
+        """Last axis: maps · Rᵀ; second-last: R · maps; third-last (volumes): R · maps viewed as (N, d, h·w).
+        `rows(R)`: the rows of each R kept (all by default)."""
+        out, dims = maps, list(self.map_size)
+        for k in range(len(dims)):
+            axis = len(dims) - 1 - k
+            n, m = self.map_size[axis], size[axis]
             if n == m:
                 continue
             r = interpolation(n, m)
+            r = r if rows is None else r[rows(r)]
+            dims[axis] = len(r)
             if k == 0:
                 out = self.node("MatMul", out.name, self.lift(r.T).name)
             elif k == 1:
                 out = self.node("MatMul", self.lift(r).name, out.name)
             else:
                 flat = self.node("Reshape", out.name, self.ints([0, n, -1]))
-                out = self.node("Reshape", self.node("MatMul", self.lift(r).name, flat.name).name,
-                                self.ints([0, m, *size[1:]]))
+                out = self.node("Reshape", self.node("MatMul", self.lift(r).name, flat.name).name, self.ints([0, *dims]))
         return out
 
     def grid(self, t: Symbol, layer) -> Symbol:

@@ -9,18 +9,20 @@ FLAT = 1e-6  # a range below this fraction of the map's magnitude is float32 rou
 TINY = float(np.finfo(np.float32).tiny)
 
 
-def normalize(ops, maps):
+def normalize(ops, maps, over=None):
     """Per image (m − min) / (span + ε), pytorch-grad-cam's scale_cam_image order, with its ε = 1e-7 scaled down for
-    maps whose range is below 1: fp16 models and saturated softmax scores give tiny but real maps."""
-    shifted = maps - ops.min(maps, ops.space, keepdims=True)
-    span = ops.max(shifted, ops.space, keepdims=True)
+    maps whose range is below 1: fp16 models and saturated softmax scores give tiny but real maps. `over`: the values
+    min and span are taken from, when not the maps themselves (see OnnxArrays.resize_normalized)."""
+    low = ops.min(maps if over is None else over, ops.space, keepdims=True)
+    shifted = maps - low
+    span = ops.max(shifted if over is None else over - low, ops.space, keepdims=True)
     return shifted / (span + EPS * ops.clip(span, TINY, 1.0))
 
 
 def cam_heatmap(ops, cam, size: tuple[int, ...]):
     """Normalize, resize (bi)linearly to the input's size, normalize again (pytorch-grad-cam rescales the resized map
     even for one layer, restoring the max of 1 that interpolation loses)."""
-    return normalize(ops, ops.resize(normalize(ops, cam), size))
+    return ops.resize_normalized(normalize(ops, cam), size)
 
 
 def pixel_map(ops, attribution, channel_axis: int, reduce: str):
