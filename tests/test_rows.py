@@ -33,6 +33,31 @@ def test_rows_run_are_the_rows_reported(method, monkeypatch):
     assert counted == {"gradient": per_image * len(X), "forward": len(X) + shared} == r.extras["rows"]
 
 
+def test_every_method_shares_one_forward_session(monkeypatch):
+    """Forward rows of every method (path methods' first rows, IG's, evaluate's) go through one session, rebuilt to
+    expose more only when a method asks for a tensor it lacks; the maps are those of separate sessions."""
+    built = Counter()
+    init = Session.__init__
+
+    def counting(self, proto, *args, **kwargs):
+        built["forward" if not any(i.name in ("target", "grad_seed") for i in proto.graph.input) else "gradient"] += 1
+        init(self, proto, *args, **kwargs)
+
+    ex = onnxcam.Explainer(small_cnn(), device="cpu")
+    alone = {m: onnxcam.Explainer(small_cnn(), device="cpu").explain(X, method=m, **CASES[m][0]).heatmap
+             for m in ("ig", "rsi-gradcam")}
+    monkeypatch.setattr(Session, "__init__", counting)
+    first = ex.session((), "logit")
+    ig = ex.explain(X, method="ig", **CASES["ig"][0])
+    assert built["forward"] == 1 and ex.session((), "logit") is first
+    rsi = ex.explain(X, method="rsi-gradcam", **CASES["rsi-gradcam"][0])  # its first rows expose the layer
+    assert built["forward"] == 2 and ex.session((), "logit") is ex.session((), "logit", (ex.layer.name,))
+    ex.explain(X, method="integrated-gradcam", **CASES["integrated-gradcam"][0])
+    assert built["forward"] == 2
+    np.testing.assert_array_equal(ig.heatmap, alone["ig"])
+    np.testing.assert_array_equal(rsi.heatmap, alone["rsi-gradcam"])
+
+
 def test_explain_command_batches_images_and_writes_each_images_own_map(tmp_path, monkeypatch):
     """5 images with --batch-size 2: the gradient graph runs 2 + 2 + 1 rows, and each .npy equals its image alone."""
     import cv2
