@@ -120,7 +120,7 @@ class Session:
 
 
 class Runner:
-    """One model's sessions, built on first use, sharing one copy of the weights, and shared by threads."""
+    """One model's sessions, built on first use from one copy of the weights, and shared by threads."""
 
     def __init__(self, model, device: str = "auto", input_size: tuple[int, ...] | None = None, threads: int = 0,
                  output: str | None = None):
@@ -131,7 +131,7 @@ class Runner:
         self.threads = threads
         self._sessions: dict = {}  # graph variant → Session (None: no graph); "forward" → (exposed, Session)
         self.on_cpu = providers_for(device)[0] == "CPUExecutionProvider"  # the gradient forms suit the provider
-        self._weights: SharedWeights | None = None  # one copy for every session, made with the first
+        self._weights: SharedWeights | None = None  # handed to every session, made with the first
         self._lock = threading.Lock()
 
     def session(self, wrt: tuple[str, ...], score: str, expose: tuple[str, ...] = (), tail: str | None = None,
@@ -173,7 +173,7 @@ class Runner:
             return self._sessions[key]
 
     def _shared(self) -> SharedWeights:
-        """The weights' one copy, made with the first session (under the lock)."""
+        """The weights every session is handed, made with the first (under the lock)."""
         if self._weights is None:
             self._weights = SharedWeights(self.model.proto)
         return self._weights

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "efficientnet_lite0.onnx"
 DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
 THREADS = 2
+SETTLE = 0.05  # s before each timed call: the previous run's spinning threads (ORT's or another tool's) go quiet
 sys.path.insert(0, str(ROOT / "tools"))
 
 
@@ -140,9 +141,11 @@ def main() -> None:
     for tool, f in found.items():
         f(xs[0], labels[0])  # warm-up: sessions, compiled models, inserted XAI branches
         for x, t in zip(xs, labels):
+            time.sleep(SETTLE)
             start = time.perf_counter()
             plain.run(None, {name: x[None]})
             base = time.perf_counter() - start
+            time.sleep(SETTLE)
             start = time.perf_counter()
             maps[tool].append(f(x, t))
             times[tool].append(time.perf_counter() - start)
