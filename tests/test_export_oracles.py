@@ -147,3 +147,15 @@ def test_a_method_defined_once_runs_in_engine_and_export(net, per_row_engine):
     ref = np.maximum((a * g).sum(1), 0)
     assert rel(engine.cam, ref) <= 1e-5 and rel(exported["cam"], ref) <= 1e-5
     assert np.abs(engine.heatmap - exported["heatmap"]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("n, size", [(7, 224), (14, 224), (7, 7), (5, 3), (9, 100), (224, 7), (3, 1000), (1, 50)])
+def test_a_linear_resize_reaches_its_min_and_max_at_the_extreme_rows(n, size):
+    """Exported heatmaps are normalized from the extreme rows only; the oracle is every output row in float64."""
+    from onnxcam.methods.arrays import extreme_rows, interpolation
+
+    r = interpolation(n, size).astype(np.float64)
+    kept = r[extreme_rows(r)]
+    v = np.random.default_rng(n * size).standard_normal((n, 200))
+    np.testing.assert_allclose((kept @ v).max(0), (r @ v).max(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose((kept @ v).min(0), (r @ v).min(0), rtol=0, atol=1e-12)

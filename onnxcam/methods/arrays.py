@@ -11,6 +11,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ..opencv import cv2
+from .maps import normalize
 
 
 class Axes:
@@ -20,8 +21,6 @@ class Axes:
 
     def resize_normalized(self, maps, size: tuple[int, ...]):
         """normalize(resize(maps))."""
-        from .maps import normalize
-
         return normalize(self, self.resize(maps, size))
 
     @property
@@ -121,7 +120,7 @@ def extreme_rows(r: np.ndarray) -> np.ndarray:
     output: outputs between samples k and k + 1 lie on one segment, whose extremes are its outputs nearest to either
     end (the least and the most weight on k + 1)."""
     first = (r != 0).argmax(1)
-    right = np.where(first + 1 < r.shape[1], r[np.arange(len(r)), np.minimum(first + 1, r.shape[1] - 1)], 0)
+    right = np.pad(r, ((0, 0), (0, 1)))[np.arange(len(r)), first + 1]  # the weight on k + 1 (none past the end)
     keep = set()
     for k in np.unique(first):
         on = np.flatnonzero(first == k)
@@ -265,8 +264,6 @@ class OnnxArrays(Axes):
         """normalize(resize(maps)) with no pass over the resized maps but the resize itself (and a clip of its
         round-off): the interpolation's rows sum to one, so shifting and scaling commute with it, and its min and
         max over the output are those over the few outputs of extreme_rows, a small product of the maps."""
-        from .maps import normalize
-
         if self.map_size is None:
             return super().resize_normalized(maps, size)
         small = normalize(self, maps, over=self._products(maps, size, extreme_rows))
