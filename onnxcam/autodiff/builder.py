@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import OnnxcamError, UnsupportedOpError
 from ..model import FLOAT_TYPES, find_score_output, read_model
+from .fold import fold_crops
 from .rules import RULES
 
 GRAD_SEED = "grad_seed"
@@ -253,7 +254,8 @@ def build_gradients(proto: onnx.ModelProto, wrt: list[str], output: str, cpu: bo
             grads[name] = b.op("Cast", grads[name], to=b.types[name])
     if uniform is not None:
         uniform.update({name: b.uniform[grads[name]] for name in wrt if grads[name] in b.uniform})
-    nodes = _live_nodes(b.nodes, {*grads.values(), *(uniform or {}).values()})
+    outputs = {*grads.values(), *(uniform or {}).values()}
+    nodes = fold_crops(_live_nodes(b.nodes, set(outputs)), b.values, outputs)
     used, made = {i for n in nodes for i in n.input}, {o for n in nodes for o in n.output}
     out = onnx.ModelProto()
     out.CopyFrom(proto)
