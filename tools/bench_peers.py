@@ -122,11 +122,50 @@ def unit(m: np.ndarray) -> np.ndarray:
     return (m / m.max() if m.max() > 0 else m).astype(np.float32)
 
 
+def ig_rows_per_run(sizes: list[int], n: int) -> str:
+    """IG (50 steps) per image with onnxcam's batch_size and Captum's internal_batch_size set to each size."""
+    import torch
+    from captum.attr import IntegratedGradients
+    from export_demo_model import differentiable_model
+
+    import onnxcam
+
+    torch.set_num_threads(THREADS)
+    ex = onnxcam.Explainer(str(DEMO), device="cpu", threads=THREADS)
+    ig = IntegratedGradients(differentiable_model())
+    xs, labels = images(n)
+    tools = {
+        "onnxcam": lambda x, t, b: ex.explain(x[None], method="ig", target=t, batch_size=b),
+        "Captum": lambda x, t, b: ig.attribute(torch.from_numpy(x[None]), target=t, n_steps=50, internal_batch_size=b),
+    }
+    rows = []
+    for size in sizes:
+        median = {}
+        for tool, f in tools.items():
+            f(xs[0], labels[0], size)
+            times = []
+            for x, t in zip(xs, labels):
+                time.sleep(SETTLE)
+                start = time.perf_counter()
+                f(x, t, size)
+                times.append(time.perf_counter() - start)
+            median[tool] = statistics.median(times)
+        rows.append(f"| {size} | {median['onnxcam']:.3f} | {median['Captum']:.3f} | "
+                    f"{median['Captum'] / median['onnxcam']:.2f}× |")
+        print(rows[-1], flush=True)
+    return "\n".join(["| rows per run | onnxcam s / image | Captum s / image | onnxcam faster by |",
+                      "|---:|---:|---:|---:|", *rows])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--output", type=Path)
+    p.add_argument("--ig-batches", help="instead: IG per image at these rows per run (e.g. 8,16,25,50), both tools")
     args = p.parse_args()
+    if args.ig_batches:
+        print(ig_rows_per_run([int(v) for v in args.ig_batches.split(",")], args.images))
+        return
     from benchlib import cpu_name, cpu_session
 
     import onnxcam
