@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 from dataclasses import dataclass
@@ -481,9 +482,11 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
             setattr(out, field, getattr(proto, field))
         out.metadata_props.extend(proto.metadata_props)
         proto = out
-        if len(graph.nodes) == count:
+        done, count = len(graph.nodes) == count, len(graph.nodes)
+        del graph
+        gc.collect()  # graphsurgeon's nodes and tensors refer to each other: the graph and its weights go only so
+        if done:
             break
-        count = len(graph.nodes)
     return proto
 
 

@@ -17,7 +17,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from .autodiff.builder import GRAD_SEED
 from .errors import OnnxcamError, UsageError
 from .model import Model, load_model, tensor_dims
-from .runtime import SharedWeights, make_session, ort_message, providers_for
+from .runtime import SharedWeights, make_session, ort_message, providers_for, release_heap
 from .surgery import LOGITS, TARGET, explainer_graph, forward_graph
 
 DEFAULT_BATCH = 16  # rows per run: memory grows with this, not with steps × images
@@ -127,6 +127,7 @@ class Runner:
         """`threads`: ONNX Runtime's intra-op threads per session (0: one per core); workers sharing a machine set 1.
         `output`: the tensor to explain (default: the class scores)."""
         self.model: Model = load_model(model, input_size, output)
+        release_heap()
         self.device = device
         self.threads = threads
         self._sessions: dict = {}  # graph variant → Session (None: no graph); "forward" → (exposed, Session)
@@ -144,9 +145,9 @@ class Runner:
         with self._lock:
             if key not in self._sessions:
                 model = self.model if tail is None else _tail_model(self.model, tail)
-                proto = (explainer_graph(model, list(wrt), score, expose, seeded, cpu=self.on_cpu) if wrt
-                         else forward_graph(model, expose))
-                self._sessions[key] = Session(proto, self.device, model.image_input, self.threads, self._shared())
+                self._sessions[key] = self._build(
+                    lambda: explainer_graph(model, list(wrt), score, expose, seeded, cpu=self.on_cpu) if wrt
+                    else forward_graph(model, expose), model.image_input)
             return self._sessions[key]
 
     def _forward(self, expose: tuple[str, ...]) -> Session:
@@ -156,8 +157,7 @@ class Runner:
             exposed, session = self._sessions.get("forward") or ((), None)
             if session is None or not set(expose) <= set(exposed):
                 exposed = tuple(dict.fromkeys([*exposed, *expose]))
-                session = Session(forward_graph(self.model, exposed), self.device, self.model.image_input, self.threads,
-                                  self._shared())
+                session = self._build(lambda: forward_graph(self.model, exposed), self.model.image_input)
                 self._sessions["forward"] = (exposed, session)
             return session
 
@@ -167,10 +167,17 @@ class Runner:
         key = ("graph", *key)
         with self._lock:
             if key not in self._sessions:
-                proto = build()
-                self._sessions[key] = None if proto is None else Session(
-                    proto, self.device, self.model.image_input, self.threads, self._shared(), spin=True)
+                self._sessions[key] = self._build(build, self.model.image_input, spin=True)
             return self._sessions[key]
+
+    def _build(self, graph, image: str, spin: bool = False) -> Session | None:
+        """A session of the graph that graph() makes (None when it makes none). The graph and the copies made while
+        building it are dropped before the heap is handed back, so the process does not keep the build's peak."""
+        proto = graph()
+        session = None if proto is None else Session(proto, self.device, image, self.threads, self._shared(), spin)
+        del proto
+        release_heap()
+        return session
 
     def _shared(self) -> SharedWeights:
         """The weights every session is handed, made with the first (under the lock)."""

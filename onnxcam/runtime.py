@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import gc
 import io
 import math
 import os
@@ -112,11 +114,10 @@ class SharedWeights:
         self.values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in self.arrays.items()}
 
     def strip(self, proto: onnx.ModelProto, options: ort.SessionOptions) -> onnx.ModelProto:
-        """`proto` with the shared weights as external references, and `options` that hand them over."""
-        out = onnx.ModelProto()
-        out.CopyFrom(proto)
+        """`proto` with the shared weights as external references, and `options` that hand them over. In place: the
+        graph was built for this one session, and a copy would hold the weights once more while the session loads."""
         names = []
-        for t in out.graph.initializer:
+        for t in proto.graph.initializer:
             a = self.arrays.get(t.name)
             if a is None or tuple(t.dims) != a.shape or t.data_location == TensorProto.EXTERNAL:
                 continue
@@ -131,7 +132,7 @@ class SharedWeights:
             options.add_external_initializers(names, [self.values[n] for n in names])
         _register_env_arena()
         options.add_session_config_entry("session.use_env_allocators", "1")
-        return out
+        return proto
 
 
 @functools.cache
@@ -139,6 +140,23 @@ def _register_env_arena() -> None:
     """One CPU arena in ONNX Runtime's environment, for the sessions that ask for it (session.use_env_allocators)."""
     info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
     ort.create_and_register_allocator(info, None)
+
+
+def release_heap() -> None:
+    """Hand the heap pages that a model load or a graph build freed back to the OS: glibc keeps them otherwise, and
+    the process would hold that one-off peak as resident memory for its lifetime. A no-op without glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        gc.collect()  # protos and sessions the build left in reference cycles
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def tensorrt_options() -> dict:
@@ -151,7 +169,8 @@ def make_session(model: onnx.ModelProto | bytes, device: str = "auto", threads: 
                  weights: SharedWeights | None = None, spin: bool = False) -> ort.InferenceSession:
     """No spinning by default: methods alternate sessions (explainer, forward, metrics graphs), and a pool that
     busy-waits after its run slows the next session's run. `spin` is for a session that runs alone, call after call
-    (a one-row CAM): its threads then wake in time for the next image instead of sleeping."""
+    (a one-row CAM): its threads then wake in time for the next image instead of sleeping. A graph handed over with
+    `weights` loses them (SharedWeights.strip)."""
     options = ort.SessionOptions()
     options.log_severity_level = log_severity()
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,70 +53,123 @@ def images(n: int) -> tuple[list[np.ndarray], list[int]]:
     return [preprocess(DATA / r["file"], mean, std) for r in rows], [int(r["class_index"]) for r in rows]
 
 
-def tools(ex, plain):
-    """name → f(x (3, 224, 224), target) → map (224, 224) in [0, 1]."""
+class Context:
+    """What the tools share, made on first use: a memory run builds only what its one tool needs."""
+
+    @functools.cached_property
+    def explainer(self):
+        import onnxcam
+
+        return onnxcam.Explainer(str(DEMO), device="cpu", threads=THREADS)
+
+    @functools.cached_property
+    def plain(self):
+        from benchlib import cpu_session
+
+        return cpu_session(DEMO, THREADS)
+
+    @functools.cached_property
+    def torch_model(self):
+        import torch
+        from export_demo_model import differentiable_model
+
+        torch.set_num_threads(THREADS)
+        return differentiable_model()
+
+    def torch_layer(self):
+        return self.torch_model._swish.head  # onnxcam's auto layer: the ReLU6 after the head conv
+
+
+def resized(m):
     import cv2
-    import openvino as ov
-    import openvino_xai as xai
+
+    return unit(cv2.resize(np.float32(m), (224, 224), interpolation=cv2.INTER_LINEAR))
+
+
+def onnxcam_tool(method: str):
+    return lambda c: lambda x, t: c.explainer.explain(x[None], method=method, target=t).heatmap[0]
+
+
+def openvino_tool(method: str, blackbox: bool):
+    def make(c):
+        import openvino as ov
+        import openvino_xai as xai
+        from openvino_xai.explainer.explainer import ExplainMode
+        from openvino_xai.methods.black_box.base import Preset
+
+        core = ov.Core()
+        core.set_property("CPU", {"INFERENCE_NUM_THREADS": THREADS})
+        model = core.read_model(str(DEMO))
+        model.reshape([1, 3, 224, 224])  # Recipro-CAM cannot be inserted while the flatten reads the dynamic batch
+        kw = {"postprocess_fn": probabilities} if blackbox else {}
+        mode = ExplainMode.BLACKBOX if blackbox else ExplainMode.WHITEBOX
+        e = xai.Explainer(model=model, task=xai.Task.CLASSIFICATION, explain_mode=mode,
+                          explain_method=getattr(xai.Method, method), **kw)
+        extra = {"preset": Preset.SPEED} if blackbox else {}
+        return lambda x, t: resized(e(x[None], targets=[t], colormap=False, resize=False, **extra).saliency_map[t])
+
+    return make
+
+
+def probabilities(outputs) -> np.ndarray:  # OpenVINO XAI's black-box methods score probabilities
+    z = np.asarray(outputs["logits"], np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def dianna_rise(c):
+    import dianna
+
+    name = c.plain.get_inputs()[0].name
+
+    def run(batch):  # DIANNA masks channels-last images
+        z = c.plain.run(None, {name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)})[0]
+        z = np.exp(z - z.max(1, keepdims=True))
+        return z / z.sum(1, keepdims=True)
+
+    return lambda x, t: unit(dianna.explain_image(run, x.transpose(1, 2, 0), method="RISE", labels=[t], n_masks=1000,
+                                                  feature_res=8, p_keep=0.5, batch_size=100)[0])
+
+
+def pytorch_grad_cam(c):
     import torch
-    from captum.attr import IntegratedGradients, LayerGradCam
-    from export_demo_model import differentiable_model
-    from openvino_xai.explainer.explainer import ExplainMode
-    from openvino_xai.methods.black_box.base import Preset
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    torch.set_num_threads(THREADS)
-    core = ov.Core()
-    core.set_property("CPU", {"INFERENCE_NUM_THREADS": THREADS})
+    pgc = GradCAM(model=c.torch_model, target_layers=[c.torch_layer()])
+    return lambda x, t: pgc(torch.from_numpy(x[None]), [ClassifierOutputTarget(t)])[0]
 
-    def ov_explainer(mode, method, **kw):
-        model = core.read_model(str(DEMO))
-        model.reshape([1, 3, 224, 224])  # Recipro-CAM cannot be inserted while the flatten reads the dynamic batch
-        e = xai.Explainer(model=model, task=xai.Task.CLASSIFICATION, explain_mode=mode, explain_method=method, **kw)
-        return lambda x, t: resized(e(x[None], targets=[t], colormap=False, resize=False, **(
-            {"preset": Preset.SPEED} if mode == ExplainMode.BLACKBOX else {})).saliency_map[t])
 
-    model = differentiable_model()
-    layer = model._swish.head  # onnxcam's auto layer: the ReLU6 after the head conv
-    pgc = GradCAM(model=model, target_layers=[layer])
-    lgc, ig = LayerGradCam(model, layer), IntegratedGradients(model)
-    name = plain.get_inputs()[0].name
+def captum_layer_gradcam(c):
+    import torch
+    from captum.attr import LayerGradCam
 
-    def dianna_rise(x, t):
-        import dianna
+    lgc = LayerGradCam(c.torch_model, c.torch_layer())
+    return lambda x, t: resized(np.maximum(lgc.attribute(torch.from_numpy(x[None]), target=t).detach().numpy()[0, 0], 0))
 
-        def run(batch):  # DIANNA masks channels-last images
-            z = plain.run(None, {name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)})[0]
-            z = np.exp(z - z.max(1, keepdims=True))
-            return z / z.sum(1, keepdims=True)
 
-        return unit(dianna.explain_image(run, x.transpose(1, 2, 0), method="RISE", labels=[t], n_masks=1000,
-                                         feature_res=8, p_keep=0.5, batch_size=100)[0])
+def captum_ig(c):
+    import torch
+    from captum.attr import IntegratedGradients
 
-    def resized(m):
-        return unit(cv2.resize(np.float32(m), (224, 224), interpolation=cv2.INTER_LINEAR))
+    ig = IntegratedGradients(c.torch_model)
+    return lambda x, t: unit(np.abs(ig.attribute(torch.from_numpy(x[None]), target=t, n_steps=50,
+                                                 internal_batch_size=50).detach().numpy()[0]).sum(0))
 
-    def probabilities(outputs) -> np.ndarray:  # OpenVINO XAI's black-box methods score probabilities
-        z = np.asarray(outputs["logits"], np.float64)
-        z = np.exp(z - z.max(-1, keepdims=True))
-        return z / z.sum(-1, keepdims=True)
 
-    black = {"postprocess_fn": probabilities}
-    return {
-        "onnxcam gradcam": lambda x, t: ex.explain(x[None], method="gradcam", target=t).heatmap[0],
-        "onnxcam rsi-gradcam (50 steps)": lambda x, t: ex.explain(x[None], method="rsi-gradcam", target=t).heatmap[0],
-        "onnxcam ig (50 steps)": lambda x, t: ex.explain(x[None], method="ig", target=t).heatmap[0],
-        "OpenVINO XAI Recipro-CAM": ov_explainer(ExplainMode.WHITEBOX, xai.Method.RECIPROCAM),
-        "OpenVINO XAI AISE (speed)": ov_explainer(ExplainMode.BLACKBOX, xai.Method.AISE, **black),
-        "OpenVINO XAI RISE (speed)": ov_explainer(ExplainMode.BLACKBOX, xai.Method.RISE, **black),
-        "DIANNA RISE (1000 masks)": dianna_rise,
-        "pytorch-grad-cam GradCAM": lambda x, t: pgc(torch.from_numpy(x[None]), [ClassifierOutputTarget(t)])[0],
-        "Captum LayerGradCam": lambda x, t: resized(np.maximum(lgc.attribute(torch.from_numpy(x[None]), target=t)
-                                                               .detach().numpy()[0, 0], 0)),
-        "Captum IntegratedGradients (50 steps)": lambda x, t: unit(np.abs(ig.attribute(
-            torch.from_numpy(x[None]), target=t, n_steps=50, internal_batch_size=50).detach().numpy()[0]).sum(0)),
-    }
+# name → make(Context) → f(x (3, 224, 224), target) → map (224, 224) in [0, 1]
+TOOLS = {
+    "onnxcam gradcam": onnxcam_tool("gradcam"),
+    "onnxcam rsi-gradcam (50 steps)": onnxcam_tool("rsi-gradcam"),
+    "onnxcam ig (50 steps)": onnxcam_tool("ig"),
+    "OpenVINO XAI Recipro-CAM": openvino_tool("RECIPROCAM", blackbox=False),
+    "OpenVINO XAI AISE (speed)": openvino_tool("AISE", blackbox=True),
+    "OpenVINO XAI RISE (speed)": openvino_tool("RISE", blackbox=True),
+    "DIANNA RISE (1000 masks)": dianna_rise,
+    "pytorch-grad-cam GradCAM": pytorch_grad_cam,
+    "Captum LayerGradCam": captum_layer_gradcam,
+    "Captum IntegratedGradients (50 steps)": captum_ig,
+}
 
 
 def unit(m: np.ndarray) -> np.ndarray:
@@ -126,16 +182,12 @@ def ig_rows_per_run(sizes: list[int], n: int) -> str:
     """IG (50 steps) per image with onnxcam's batch_size and Captum's internal_batch_size set to each size."""
     import torch
     from captum.attr import IntegratedGradients
-    from export_demo_model import differentiable_model
 
-    import onnxcam
-
-    torch.set_num_threads(THREADS)
-    ex = onnxcam.Explainer(str(DEMO), device="cpu", threads=THREADS)
-    ig = IntegratedGradients(differentiable_model())
+    c = Context()
+    ig = IntegratedGradients(c.torch_model)
     xs, labels = images(n)
     tools = {
-        "onnxcam": lambda x, t, b: ex.explain(x[None], method="ig", target=t, batch_size=b),
+        "onnxcam": lambda x, t, b: c.explainer.explain(x[None], method="ig", target=t, batch_size=b),
         "Captum": lambda x, t, b: ig.attribute(torch.from_numpy(x[None]), target=t, n_steps=50, internal_batch_size=b),
     }
     rows = []
@@ -157,24 +209,52 @@ def ig_rows_per_run(sizes: list[int], n: int) -> str:
                       "|---:|---:|---:|---:|", *rows])
 
 
+def memory_of(tool: str) -> dict:
+    """VmRSS and VmHWM (MB) of this process once it has made one tool and explained two photos with it."""
+    f = TOOLS[tool](Context())
+    for x, t in zip(*images(2)):
+        f(x, t)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {key: int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def memory_table() -> str:
+    """One fresh process per tool: what a service holding that explainer keeps resident, and its peak."""
+    rows = []
+    for tool in TOOLS:
+        out = subprocess.run([sys.executable, __file__, "--memory-of", tool], check=True, capture_output=True,
+                             text=True)
+        m = json.loads(out.stdout.splitlines()[-1])
+        rows.append(f"| {tool} | {m['VmRSS']:.0f} | {m['VmHWM']:.0f} |")
+        print(rows[-1], flush=True)
+    return "\n".join(["| tool and method | resident MB after two images | peak MB |", "|---|---:|---:|", *rows])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--output", type=Path)
     p.add_argument("--ig-batches", help="instead: IG per image at these rows per run (e.g. 8,16,25,50), both tools")
+    p.add_argument("--memory", action="store_true", help="instead: each tool's process memory, in fresh processes")
+    p.add_argument("--memory-of", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.ig_batches:
         print(ig_rows_per_run([int(v) for v in args.ig_batches.split(",")], args.images))
         return
-    from benchlib import cpu_name, cpu_session
+    if args.memory_of:
+        print(json.dumps(memory_of(args.memory_of)))
+        return
+    if args.memory:
+        print(memory_table())
+        return
+    from benchlib import cpu_name
 
-    import onnxcam
     from onnxcam import metrics
 
-    ex = onnxcam.Explainer(str(DEMO), device="cpu", threads=THREADS)
-    plain = cpu_session(DEMO, THREADS)
+    context = Context()
+    ex, plain = context.explainer, context.plain
     xs, labels = images(args.images)
-    found = tools(ex, plain)
+    found = {tool: make(context) for tool, make in TOOLS.items()}
     times, ratios, maps = {k: [] for k in found}, {k: [] for k in found}, {k: [] for k in found}
     name = plain.get_inputs()[0].name
     for tool, f in found.items():
