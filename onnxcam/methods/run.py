@@ -4,6 +4,8 @@ class targets runs instead as the exporter's graph of the whole method, one ORT 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..autodiff import grad_name
@@ -27,18 +29,28 @@ def run(runner, definition: Gradient | EngineOnly, x: np.ndarray, targets: np.nd
 
 
 def interpolate(x: np.ndarray, base: np.ndarray, alphas: np.ndarray):
-    """make_rows for row r = image · S + step: x' + α_step (x − x'), and x itself at α = 1 (as exported graphs)."""
-    s = len(alphas)
+    """make_rows for row r = image · S + step: x' + α_step (x − x') in float32, and x itself at α = 1 (as exported
+    graphs)."""
+    s, a32 = len(alphas), alphas.reshape(-1, *([1] * (x.ndim - 1))).astype(np.float32)
+    base, diff = np.asarray(base, np.float32), np.asarray(x - base, np.float32)  # what the session is fed
 
     def rows(r: np.ndarray) -> np.ndarray:
         i, k = np.divmod(r, s)
-        a = alphas[k].reshape(-1, *([1] * (x.ndim - 1))).astype(np.float32)
-        out = base[i] + a * (x[i] - base[i])
+        out = np.empty((len(r), *x.shape[1:]), np.float32)
+        for image, at in runs(i):  # by broadcasting each image's x and x', not gathering copies of them
+            np.multiply(a32[k[at]], diff[image], out=out[at])
+            out[at] += base[image]
         end = alphas[k] == 1
         out[end] = x[i[end]]
         return out
 
     return rows
+
+
+def runs(images: np.ndarray) -> Iterator[tuple[int, slice]]:
+    """(image, rows) for each run of consecutive rows of one image: a chunk holds one image's rows, then the next's."""
+    cuts = [0, *(np.flatnonzero(np.diff(images)) + 1), len(images)]
+    return ((int(images[lo]), slice(lo, hi)) for lo, hi in zip(cuts, cuts[1:]))
 
 
 def noisy(x: np.ndarray, plan: Noise):
@@ -80,8 +92,8 @@ class _Run:
             if once:
                 total[images] += t
                 continue
-            for i in np.unique(images):
-                total[i] += t[images == i].sum(0)
+            for i, at in runs(images):
+                total[i] += t[at].sum(0)
 
     def explanation(self) -> Explanation:
         plan = self.d.rows(self.o)
@@ -207,7 +219,7 @@ class _Run:
                 if carry is None:  # the first chunk starts at step 0, which has no pair
                     prev_g, prev_a = np.concatenate([g[:1], prev_g]), np.concatenate([a[:1], prev_a])
                 carry = (g[-1:], a[-1:])
-                on = k >= 1
+                on = slice(None) if k.min() >= 1 else k >= 1  # a view unless the chunk starts an image
                 row = Row(g=g[on], w=w[on], a=a[on], prev=Row(g=prev_g[on], w=w[on], a=prev_a[on]))
                 self.add(images[on], row)
             else:
