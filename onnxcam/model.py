@@ -484,7 +484,7 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
         proto = out
         done, count = len(graph.nodes) == count, len(graph.nodes)
         del graph
-        gc.collect()  # graphsurgeon's nodes and tensors refer to each other: the graph and its weights go only so
+        gc.collect()  # graphsurgeon's nodes and tensors refer to each other: only a collection frees a graph's weights
         if done:
             break
     return proto

@@ -143,11 +143,11 @@ def _register_env_arena() -> None:
 
 
 def release_heap() -> None:
-    """Hand the heap pages that a model load or a graph build freed back to the OS: glibc keeps them otherwise, and
-    the process would hold that one-off peak as resident memory for its lifetime. A no-op without glibc."""
+    """Free what a model load or a graph build left in reference cycles, and hand the heap pages freed back to the
+    OS (glibc keeps them otherwise): the process would hold that one-off peak as resident memory for its lifetime."""
+    gc.collect()
     trim = _malloc_trim()
     if trim is not None:
-        gc.collect()  # protos and sessions the build left in reference cycles
         trim(0)
 
 
