@@ -85,9 +85,11 @@ class Session:
             if GRAD_SEED in inputs else None
         self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32
 
-    def stream(self, make_rows, n_rows: int, targets, batch_size: int, outputs: list[str]) -> Iterator[Chunk]:
+    def stream(self, make_rows, n_rows: int, targets, batch_size: int, outputs: list[str],
+               extra=None) -> Iterator[Chunk]:
         """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily. `targets` per
-        row: class indices (−1 = top-1), or RowWeights for graphs that take the seed weights as an input."""
+        row: class indices (−1 = top-1), or RowWeights for graphs that take the seed weights as an input.
+        extra(indices, rows fed) → further feeds of a chunk (more rows are fed than indexed when a batch is padded)."""
         step = self.static_batch or batch_size
         for start in range(0, n_rows, step):
             rows = np.arange(start, min(start + step, n_rows))
@@ -102,6 +104,8 @@ class Session:
                 feeds[TARGET] = targets[padded].astype(np.int64)
             elif self.seed_dtype is not None:
                 feeds[GRAD_SEED] = targets[padded].astype(self.seed_dtype)
+            if extra is not None:
+                feeds.update(extra(rows, len(padded)))
             try:
                 result = self.session.run([LOGITS, *outputs], feeds)
             except ORT_ERRORS as e:  # a model that loads but cannot run (a hostile Reshape, a bad attribute)
@@ -132,6 +136,7 @@ class Runner:
         self.threads = threads
         self._sessions: dict = {}  # graph variant → Session (None: no graph); "forward" → (exposed, Session)
         self.on_cpu = providers_for(device)[0] == "CPUExecutionProvider"  # the gradient forms suit the provider
+        self.sum_in_graph = True  # path rows summed in the graph: their A and G stay in ORT (on a GPU, on the device)
         self._weights: SharedWeights | None = None  # handed to every session, made with the first
         self._lock = threading.Lock()
 
@@ -163,7 +168,7 @@ class Runner:
 
     def graph_session(self, key: tuple, build) -> Session | None:
         """The cached session of a graph that build() makes from the model (None when it makes none): graphs that
-        compute a method's maps whole; their threads spin between runs, as such a graph runs alone."""
+        compute a method's maps whole, or sum its rows; their threads spin between runs, as such a graph runs alone."""
         key = ("graph", *key)
         with self._lock:
             if key not in self._sessions:

@@ -23,9 +23,9 @@ def test_rows_run_are_the_rows_reported(method, monkeypatch):
     counted = Counter()
     stream = Session.stream
 
-    def counting(self, make_rows, n_rows, targets, batch_size, outputs):
+    def counting(self, make_rows, n_rows, targets, batch_size, outputs, extra=None):
         counted["gradient" if self.takes_target else "forward"] += n_rows
-        return stream(self, make_rows, n_rows, targets, batch_size, outputs)
+        return stream(self, make_rows, n_rows, targets, batch_size, outputs, extra)
 
     monkeypatch.setattr(Session, "stream", counting)
     options, per_image, shared = CASES[method]

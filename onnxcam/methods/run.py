@@ -19,6 +19,7 @@ from .definition import Context, EngineOnly, Gradient, Noise, Path, Row, Single
 from .maps import cam_heatmap, flat_maps, normalize, pixel_map
 from .options import Options
 from .smooth import noise
+from .summed import CARRY, LAST, MEMBERS, ROW_WEIGHTS, contribution_key, summed, summing_graph
 
 
 def run(runner, definition: Gradient | EngineOnly, x: np.ndarray, targets: np.ndarray, layer: Layer | None,
@@ -195,8 +196,12 @@ class _Run:
                 session = self.runner.session((wrt,), self.o.score, tail=wrt, seeded=self.seeded)
                 make_rows = interpolate(acts, base_acts, plan.alphas)
             else:
-                session = self.runner.session((wrt,), self.o.score, expose=expose, seeded=self.seeded)
                 make_rows = interpolate(x, base, plan.alphas)
+                summing = self.summing_session() if self.runner.sum_in_graph and not self.seeded else None
+                if summing is not None:
+                    y0 = self.summed_rows(summing, make_rows, s, weights, chosen, plan.alphas)
+                    return logits, chosen, acts, base, y0
+                session = self.runner.session((wrt,), self.o.score, expose=expose, seeded=self.seeded)
         alphas = plan.alphas if isinstance(plan, Path) else None
         y0 = np.full(n, np.nan)
         carry = None
@@ -226,6 +231,51 @@ class _Run:
                 self.add(images, Row(g=g, w=w, a=a))
         self.rows["gradient"] = n * s
         return logits, chosen, acts, base, y0
+
+    def summing_session(self):
+        """The session that sums the method's rows per image inside the graph (None where numpy sums them)."""
+        key = ("sums", self.d.name, self.layer.name if self.layer is not None else None, self.o.score,
+               contribution_key(self.d, self.o))
+        return self.runner.graph_session(key, lambda: summing_graph(self.model, self.d, self.layer, self.o,
+                                                                    self.runner.on_cpu))
+
+    def summed_rows(self, session, make_rows, s: int, weights: np.ndarray, chosen: np.ndarray, alphas) -> np.ndarray:
+        """The path's rows through the summing graph: per chunk, each image's sums (and the last row, the next
+        chunk's first `prev`) come back, in float32, added up here in float64. Returns the scores at α = 0."""
+        n = len(self.x)
+        y0, carry = np.full(n, np.nan), None
+        inputs = {i.name: i for i in session.session.get_inputs()}
+
+        def feeds(rows: np.ndarray, fed: int) -> dict:
+            images, k = np.divmod(rows, s)
+            spans = list(runs(images))
+            members = np.zeros((len(spans), fed), np.float32)
+            for j, (_, at) in enumerate(spans):
+                members[j, at] = 1
+            if self.d.pairs:  # a path's first row has no pair
+                members[:, : len(rows)][:, k == 0] = 0
+            w = np.zeros(fed, np.float32)
+            w[: len(rows)] = weights[k]
+            out = {MEMBERS: members, ROW_WEIGHTS: w.reshape(-1, *[1] * (len(inputs[ROW_WEIGHTS].shape) - 1))}
+            if self.d.pairs:
+                out.update(carry or {CARRY[t]: np.zeros(inputs[CARRY[t]].shape, np.float32) for t in CARRY
+                                     if CARRY[t] in inputs})
+            return out
+
+        names = [o.name for o in session.session.get_outputs() if o.name.startswith(summed(""))]
+        last = [LAST[t] for t in LAST if CARRY[t] in inputs]
+        for c in session.stream(make_rows, n * s, np.repeat(chosen, s), self.batch, names + last, extra=feeds):
+            images, k = np.divmod(c.rows, s)
+            for j in np.flatnonzero(alphas[k] == 0):
+                y0[images[j]] = self.score(c.logits[j], images[j], chosen)
+            for name in names:
+                t = c.outputs[name]
+                total = self.sums.setdefault(name[len(summed("")):], np.zeros((n, *t.shape[1:])))
+                for j, (i, _) in enumerate(runs(images)):
+                    total[i] += t[j]
+            carry = {CARRY[t]: c.outputs[LAST[t]] for t in LAST if LAST[t] in c.outputs}
+        self.rows["gradient"] = n * s
+        return y0
 
     def baseline_scores(self, base: np.ndarray, chosen: np.ndarray) -> np.ndarray:
         """score(x') by forward rows: one when every image shares the baseline."""
