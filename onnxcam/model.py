@@ -25,6 +25,7 @@ MAX_ELEMENTS = 1 << 34  # no image model has a tensor with 16 G elements: such a
 MAX_TENSOR_ELEMENTS = 1 << 31  # graph inputs, outputs and value_info: 8 GB of float32 per tensor at most
 INFER_ELEMENTS = 1024  # shape inference reads constants (shapes, axes, pads); bigger tensors are weights
 FOLD_BYTES = 1 << 28  # constant folding leaves bigger tensors (Tile/Expand of constants) to run time
+COLLECT_BYTES = 1 << 24  # a model this large is worth a garbage collection after folding (which costs ~1 s in a large process)
 MAX_FILE_BYTES = 1 << 31  # protobuf cannot parse more; bigger models keep their weights in external data
 _SUB_BYTE = {getattr(TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2", "FLOAT6E2M3", "FLOAT6E3M2")
              if hasattr(TensorProto, n)}
@@ -483,10 +484,11 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
         out.metadata_props.extend(proto.metadata_props)
         proto = out
         done, count = len(graph.nodes) == count, len(graph.nodes)
-        del graph
-        gc.collect()  # graphsurgeon's nodes and tensors refer to each other: only a collection frees a graph's weights
         if done:
             break
+    del graph
+    if proto.ByteSize() > COLLECT_BYTES:
+        gc.collect()  # graphsurgeon's nodes and tensors refer to each other: its graphs' weights go only with a collection
     return proto
 
 

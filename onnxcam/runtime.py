@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import gc
 import io
 import math
 import os
@@ -143,9 +142,8 @@ def _register_env_arena() -> None:
 
 
 def release_heap() -> None:
-    """Free what a model load or a graph build left in reference cycles, and hand the heap pages freed back to the
-    OS (glibc keeps them otherwise): the process would hold that one-off peak as resident memory for its lifetime."""
-    gc.collect()
+    """Hand the heap pages that a model load or a graph build freed back to the OS: glibc keeps them otherwise, and
+    the process would hold that one-off peak as resident memory for its lifetime. A no-op without glibc."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

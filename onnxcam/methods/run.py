@@ -1,6 +1,7 @@
 """The engine's side of a gradient method: stream its rows through ONNX Runtime in chunks, sum each image's
-contributions in float64, reduce, and turn the map into a heatmap with a per-image validity flag. A one-row CAM of
-class targets runs instead as the exporter's graph of the whole method, one ORT run from image to heatmap."""
+contributions (per chunk inside the graph where it can be built, across chunks in float64), reduce, and turn the map
+into a heatmap with a per-image validity flag. A one-row CAM of class targets runs instead as the exporter's graph of
+the whole method, one ORT run from image to heatmap."""
 
 from __future__ import annotations
 
@@ -262,15 +263,16 @@ class _Run:
                                      if CARRY[t] in inputs})
             return out
 
-        names = [o.name for o in session.session.get_outputs() if o.name.startswith(summed(""))]
+        names = {o.name: o.name.removeprefix(summed("")) for o in session.session.get_outputs()
+                 if o.name.startswith(summed(""))}
         last = [LAST[t] for t in LAST if CARRY[t] in inputs]
-        for c in session.stream(make_rows, n * s, np.repeat(chosen, s), self.batch, names + last, extra=feeds):
+        for c in session.stream(make_rows, n * s, np.repeat(chosen, s), self.batch, [*names, *last], extra=feeds):
             images, k = np.divmod(c.rows, s)
             for j in np.flatnonzero(alphas[k] == 0):
                 y0[images[j]] = self.score(c.logits[j], images[j], chosen)
-            for name in names:
-                t = c.outputs[name]
-                total = self.sums.setdefault(name[len(summed("")):], np.zeros((n, *t.shape[1:])))
+            for output, name in names.items():
+                t = c.outputs[output]
+                total = self.sums.setdefault(name, np.zeros((n, *t.shape[1:])))
                 for j, (i, _) in enumerate(runs(images)):
                     total[i] += t[j]
             carry = {CARRY[t]: c.outputs[LAST[t]] for t in LAST if LAST[t] in c.outputs}

@@ -1,6 +1,6 @@
-"""Path rows summed inside ONNX Runtime: per chunk only each image's sums of the method's
-contributions leave the session, with the chunk's last row for methods of consecutive pairs (fed back as the next
-chunk's first `prev`), so the activations and gradients of the rows stay on the device."""
+"""Path rows summed inside ONNX Runtime: per chunk only each image's sums of the method's contributions leave the
+session, with the chunk's last row for methods of consecutive pairs (fed back as the next chunk's first `prev`), so
+the rows' activations and gradients stay where they were computed (on a GPU, on the device)."""
 
 from __future__ import annotations
 
