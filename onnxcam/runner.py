@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +86,7 @@ class Session:
         self.dtype = np.float16 if image.type == "tensor(float16)" else np.float32
 
     def stream(self, make_rows, n_rows: int, targets, batch_size: int, outputs: list[str],
-               extra=None) -> Iterator[Chunk]:
+               extra: Callable[[np.ndarray, int], dict] | None = None) -> Iterator[Chunk]:
         """Run rows [0, n_rows) in chunks; make_rows(indices) builds the input rows of a chunk lazily. `targets` per
         row: class indices (−1 = top-1), or RowWeights for graphs that take the seed weights as an input.
         extra(indices, rows fed) → further feeds of a chunk (more rows are fed than indexed when a batch is padded)."""

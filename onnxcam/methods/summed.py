@@ -40,17 +40,15 @@ def summing_graph(model, d: Gradient, layer, o, cpu: bool) -> onnx.ModelProto | 
     sizes known only at run time for pair methods (the first chunk's carry is a row of zeros)."""
     wrt = layer.name if layer is not None else model.image_input
     proto = explainer_graph(model, [wrt], o.score, (layer.name,) if layer is not None else (), cpu=cpu)
-    g = proto.graph
-    types = {v.name: v.type.tensor_type for v in [*g.input, *g.value_info, *g.output]}
+    b = Builder(proto)
     tensors = {"g": grad_name(wrt), **({"a": layer.name} if layer is not None else {})}
     if (layer is not None and not layer.channels_first) or any(
-            types[t].elem_type != TensorProto.FLOAT or not types[t].HasField("shape")
-            or (d.pairs and not all(isinstance(v, int) for v in _dims(types[t])[1:])) for t in tensors.values()):
+            b.types.get(t) != TensorProto.FLOAT or b.shape(t) is None
+            or (d.pairs and not all(isinstance(v, int) for v in b.shape(t)[1:])) for t in tensors.values()):
         return None
-    b = Builder(proto)
     ops = OnnxArrays(b, layer.rank if layer is not None else model.rank)
     row = {k: Symbol(ops, t) for k, t in tensors.items()}
-    rank = len(types[tensors["g"]].shape.dim)
+    rank = len(b.shape(tensors["g"]))
     w = Symbol(ops, ROW_WEIGHTS)
     step = Row(g=row["g"], w=w, a=row.get("a"))
     if d.pairs:
@@ -70,16 +68,13 @@ def summing_graph(model, d: Gradient, layer, o, cpu: bool) -> onnx.ModelProto | 
             b.nodes.append(helper.make_node("Slice", [t.name, b.ints([-1]), b.ints([np.iinfo(np.int64).max]),
                                                       b.ints([0])], [LAST[k]], name=LAST[k]))
             outputs.append(LAST[k])
+    g = proto.graph
     g.node.extend(b.nodes)
     g.initializer.extend(b.initializers)
     vi = helper.make_tensor_value_info
     g.input.extend([vi(MEMBERS, TensorProto.FLOAT, ["I", "R"]),
                     vi(ROW_WEIGHTS, TensorProto.FLOAT, ["R", *[1] * (rank - 1)])])
     if d.pairs:
-        g.input.extend(vi(CARRY[k], TensorProto.FLOAT, [1, *_dims(types[t])[1:]]) for k, t in tensors.items())
+        g.input.extend(vi(CARRY[k], TensorProto.FLOAT, [1, *b.shape(t)[1:]]) for k, t in tensors.items())
     g.output.extend(vi(name, TensorProto.FLOAT, None) for name in outputs)
     return proto
-
-
-def _dims(tt) -> list:
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
